@@ -1,0 +1,66 @@
+/* limits.h: every hard limit of the protocol and the broker, each with the reason for its value. */
+#ifndef FERRY_LIMITS_H
+#define FERRY_LIMITS_H
+
+/*
+ * Limits are checked before anything is allocated for the thing they bound: a frame's length is
+ * checked when its 4-byte header arrives; msgpack arrays, maps, strings and binaries are checked
+ * against these limits *and* against the bytes that remain in the frame before msgpack-c unpacks.
+ */
+
+/* A request frame carries at most a few record batches (FERRY_MAX_BATCH_BYTES each) plus headers;
+ * a fetch response at most fetch.max.bytes (capped below). 64 MiB bounds per-connection memory. */
+#define FERRY_MAX_FRAME_BYTES (64u * 1024 * 1024)
+
+/* The deepest message we define is request > body > topics[] > partitions[] > fields: 5 levels.
+ * 8 leaves headroom for new versions while stopping stack/heap blow-up from hostile nesting. */
+#define FERRY_MAX_NESTING_DEPTH 8
+
+/* Arrays: one element per topic/partition/offset request. 100k covers a 10k-partition metadata
+ * response with room to spare; each element must also fit in the remaining frame bytes. */
+#define FERRY_MAX_ARRAY_LEN 100000
+
+/* Maps are request/response bodies and per-item structures with a handful of named fields. */
+#define FERRY_MAX_MAP_LEN 64
+
+/* One record batch as sent and stored. 8 MiB (Kafka defaults to 1 MiB) lets a client batch
+ * generously while keeping a fetch of one batch, and the decoder's scratch, bounded. */
+#define FERRY_MAX_BATCH_BYTES (8u * 1024 * 1024)
+
+/* A compressed batch may not expand beyond this when the consumer or broker decompresses it:
+ * stops decompression bombs. 64 MiB = 8x the largest batch. */
+#define FERRY_MAX_DECOMPRESSED_BYTES (64u * 1024 * 1024)
+
+/* Records per batch: a record takes at least 7 bytes, so an 8 MiB batch cannot hold more than
+ * about 1.2M; the cap keeps per-batch offset arithmetic within 32 bits with margin. */
+#define FERRY_MAX_RECORDS_PER_BATCH (1u << 21)
+
+/* Headers per record: event metadata (id, type, source, correlation id, trace) is a few; 256 is
+ * generous and bounds the per-record header array a consumer allocates. */
+#define FERRY_MAX_HEADERS_PER_RECORD 256
+
+/* Topic names: Kafka's 249 characters (room for "-<partition>" in a 255-byte file name),
+ * characters [A-Za-z0-9._-]. */
+#define FERRY_MAX_TOPIC_NAME 249
+
+/* Client ids and other free-form strings in request headers. */
+#define FERRY_MAX_CLIENT_ID 256
+
+/* Error messages the broker sends. */
+#define FERRY_MAX_ERROR_MESSAGE 512
+
+/* Partitions per topic and topics per broker: bound metadata size and open files. */
+#define FERRY_MAX_PARTITIONS_PER_TOPIC 10000
+#define FERRY_MAX_TOPICS 10000
+
+/* Requests a connection may have in flight on the broker (parsed, not yet answered). Past it the
+ * broker stops reading that connection until responses drain (backpressure, not an error). */
+#define FERRY_MAX_INFLIGHT_PER_CONNECTION 1024
+
+/* Fetch responses are capped regardless of what the client asks for. */
+#define FERRY_MAX_FETCH_BYTES (32u * 1024 * 1024)
+
+/* Long-poll wait cap for Fetch (ms): a client asking for more gets this. */
+#define FERRY_MAX_FETCH_WAIT_MS 30000
+
+#endif
