@@ -93,6 +93,11 @@ struct ferry_record_view {
 
 /* ---- CRC32C ---- */
 uint32_t ferry_crc32c(uint32_t crc, const void *buf, size_t len);
+/* Start with crc 0; pass a previous result to continue it. The _sw/_hw variants force one
+ * implementation (for tests; _hw falls back to _sw when the CPU lacks SSE4.2). */
+uint32_t ferry_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t ferry_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+int ferry_crc32c_have_hw(void); /* 1 if SSE4.2 crc32 is used */
 
 /* ---- header ---- */
 void ferry_batch_header_encode(const struct ferry_batch_header *h, uint8_t out[FERRY_BATCH_HEADER_SIZE]);
@@ -100,6 +105,9 @@ void ferry_batch_header_decode(const uint8_t in[FERRY_BATCH_HEADER_SIZE], struct
 /* Rewrites base_offset (and leader_epoch) in place; the CRC stays valid. */
 void ferry_batch_set_base_offset(uint8_t *batch, int64_t base_offset);
 void ferry_batch_set_leader_epoch(uint8_t *batch, uint32_t epoch);
+/* Reads batch_length from the first 12 bytes of buf (for splitting concatenated batches, e.g. a
+ * Fetch response's records or a segment file). Returns 0, or -1 if len < 12. Not validated. */
+int ferry_batch_peek_length(const uint8_t *buf, size_t len, size_t *batch_len);
 
 /*
  * Validates a batch as the broker must before storing it: buffer length equals batch_length, header
@@ -124,6 +132,10 @@ uint32_t ferry_batch_builder_count(const struct ferry_batch_builder *b);
  * Returns 0 or a ferry_err_t. The builder is freed in every case. */
 int ferry_batch_builder_seal(struct ferry_batch_builder *b, uint8_t **out, size_t *out_len);
 void ferry_batch_builder_free(struct ferry_batch_builder *b);
+/* Compression level (zstd default 3, lz4 default 0 = fast); call before seal. */
+void ferry_batch_builder_set_level(struct ferry_batch_builder *b, int level);
+/* Why the last ferry_batch_builder_add returned -1 ("" if it never failed). */
+const char *ferry_batch_builder_error(const struct ferry_batch_builder *b);
 
 /* ---- reading (consumer side) ---- */
 /*

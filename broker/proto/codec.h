@@ -70,6 +70,7 @@ struct ferry_response_header {
     size_t error_message_len;
     const msgpack_object *body; /* a map, or NULL if nil */
 };
+/* Returns 0 or FERRY_ERR__BAD_RESPONSE (a client-side code) with errmsg filled. */
 int ferry_response_header_decode(const msgpack_object *root, struct ferry_response_header *h, char *errmsg,
                                  size_t errmsg_len);
 
@@ -104,6 +105,8 @@ const msgpack_object *ferry_mp_elem_map(struct ferry_mp_reader *rd, const msgpac
 /* ---- encoding ---- */
 /* Packing helpers over msgpack_packer writing into msgpack_sbuffer. The frame length prefix is
  * reserved at the start of the buffer: begin() writes 4 placeholder bytes, finish() patches them. */
+/* begin() initialises *sb (msgpack_sbuffer_init: it must not hold memory) and *pk (writing into sb);
+ * after finish() send sb->data/sb->size (length prefix included) and msgpack_sbuffer_destroy(sb). */
 void ferry_frame_begin(msgpack_sbuffer *sb, msgpack_packer *pk);
 /* Patches the length; returns 0, or FERRY_ERR_LIMIT_EXCEEDED if the frame is too large. */
 int ferry_frame_finish(msgpack_sbuffer *sb);

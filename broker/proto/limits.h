@@ -12,13 +12,19 @@
  * a fetch response at most fetch.max.bytes (capped below). 64 MiB bounds per-connection memory. */
 #define FERRY_MAX_FRAME_BYTES (64u * 1024 * 1024)
 
-/* The deepest message we define is request > body > topics[] > partitions[] > fields: 5 levels.
+/* Counted in containers (arrays and maps). The deepest message we define is a Metadata response:
+ * envelope > body > topics[] > topic{} > partitions[] > partition{} > replicas[]: 7 levels.
  * 8 leaves headroom for new versions while stopping stack/heap blow-up from hostile nesting. */
 #define FERRY_MAX_NESTING_DEPTH 8
 
 /* Arrays: one element per topic/partition/offset request. 100k covers a 10k-partition metadata
  * response with room to spare; each element must also fit in the remaining frame bytes. */
 #define FERRY_MAX_ARRAY_LEN 100000
+
+/* Values (scalars and containers) in one message. msgpack-c spends 24 bytes per value (48 per map
+ * entry) when unpacking, so a 64 MiB frame of 1-byte nils would cost 1.5 GiB; 4M values bound the
+ * unpacked form to ~100-200 MiB while leaving a 10k-partition metadata response far below it. */
+#define FERRY_MAX_MSGPACK_OBJECTS (1u << 22)
 
 /* Maps are request/response bodies and per-item structures with a handful of named fields. */
 #define FERRY_MAX_MAP_LEN 64
