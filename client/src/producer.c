@@ -1,0 +1,879 @@
+/* producer.c: ferry_produce, partitioning, per-partition batching, Produce requests, retries, reports. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry_int.h"
+
+/*
+ * Ordering: each partition has at most ONE batch in flight. A batch that fails with a retriable
+ * error goes back to the head of its partition's queue and is resent (unchanged) after
+ * retry.backoff.ms, before anything newer of that partition, so a failure never reorders records
+ * within a partition. Pipelining comes from many partitions sharing a request and up to
+ * max.in.flight.requests.per.connection requests per broker; a partition's next batch keeps
+ * filling while its previous one is in flight. A retry after a lost response may duplicate a
+ * batch (at-least-once; no idempotent producer yet).
+ */
+
+/* What a delivery report needs of one record once it is inside a batch. */
+struct pdr {
+    void *opaque;
+    int64_t timestamp;
+    size_t size; /* charged against queue.buffering.max.kbytes */
+};
+
+struct pbatch {
+    struct pbatch *next;
+    struct ppart *pp;
+    uint8_t *buf; /* sealed batch */
+    size_t len;
+    struct pdr *drs;
+    uint32_t n;
+    int64_t first_enqueued_ms;
+    int attempts;
+};
+
+struct ppart {
+    struct ctopic *topic;
+    int32_t id;
+    /* the open batch */
+    struct ferry_batch_builder *builder;
+    struct pdr *drs;
+    uint32_t n, cap;
+    int64_t created_ms;
+    int64_t first_enqueued_ms;
+    /* sealed batches, oldest first, and the one in flight */
+    struct pbatch *queue, *queue_tail;
+    struct pbatch *inflight;
+    int64_t retry_at_ms;
+};
+
+/* A Produce request's batches, in request order. */
+struct preq {
+    size_t n;
+    struct pbatch *batches[];
+};
+
+/* ---- delivery reports ---- */
+
+void ferry_report_free(struct delivery_report *r)
+{
+    free(r);
+}
+
+static struct delivery_report *report_new(const char *topic, int32_t partition, int64_t offset, const struct pdr *d,
+                                          ferry_err_t err, const char *errmsg)
+{
+    size_t tl = strlen(topic) + 1;
+    size_t el = err != FERRY_ERR_NONE && errmsg != NULL ? strlen(errmsg) + 1 : 0;
+    struct delivery_report *r = malloc(sizeof *r + tl + el);
+    if (r == NULL)
+        return NULL;
+    char *p = (char *)(r + 1);
+    memcpy(p, topic, tl);
+    r->next = NULL;
+    r->d.err = err;
+    r->d.topic = p;
+    r->d.error_message = NULL;
+    if (el > 0) {
+        memcpy(p + tl, errmsg, el);
+        r->d.error_message = p + tl;
+    }
+    r->d.partition = partition;
+    r->d.offset = offset;
+    r->d.timestamp = d->timestamp;
+    r->d.opaque = d->opaque;
+    return r;
+}
+
+/*
+ * Completes n records: queues their reports (if a delivery callback is set) and releases their
+ * queue space. base_offset < 0 means no offsets (error or acks=0).
+ */
+static void complete_records(struct ferry_client *cl, const char *topic, int32_t partition, const struct pdr *drs,
+                             uint32_t n, int64_t base_offset, ferry_err_t err, const char *errmsg)
+{
+    struct delivery_report *head = NULL, *last = NULL, **tail = &head;
+    uint32_t reported = 0;
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        bytes += drs[i].size;
+        if (cl->delivery_cb == NULL)
+            continue;
+        int64_t off = base_offset >= 0 && err == FERRY_ERR_NONE ? base_offset + i : -1;
+        struct delivery_report *r = report_new(topic, partition, off, &drs[i], err, errmsg);
+        if (r == NULL) {
+            ferry_log(cl, FERRY_LOG_ERR, "out of memory: delivery report of %s/%d dropped", topic, (int)partition);
+            continue;
+        }
+        *tail = r;
+        tail = &r->next;
+        last = r;
+        reported++;
+    }
+    pthread_mutex_lock(&cl->lock);
+    if (head != NULL) {
+        if (cl->drs_tail)
+            cl->drs_tail->next = head;
+        else
+            cl->drs = head;
+        cl->drs_tail = last;
+    }
+    cl->outq -= n - reported; /* records without a queued report are done now */
+    cl->q_msgs -= n;
+    cl->q_bytes -= bytes;
+    pthread_cond_broadcast(&cl->cond);
+    pthread_mutex_unlock(&cl->lock);
+}
+
+static void fail_precord(struct ferry_client *cl, struct precord *r, ferry_err_t err, const char *errmsg)
+{
+    struct pdr d = {.opaque = r->opaque, .timestamp = r->timestamp, .size = r->size};
+    complete_records(cl, r->topic_name, r->partition, &d, 1, -1, err, errmsg);
+    ferry_precord_free(r);
+}
+
+void ferry_precord_free(struct precord *r)
+{
+    free(r);
+}
+
+static void batch_free(struct pbatch *b)
+{
+    free(b->buf);
+    free(b->drs);
+    free(b);
+}
+
+static void complete_batch(struct ferry_client *cl, struct pbatch *b, int64_t base_offset, ferry_err_t err,
+                           const char *errmsg)
+{
+    complete_records(cl, b->pp->topic->name, b->pp->id, b->drs, b->n, base_offset, err, errmsg);
+    batch_free(b);
+}
+
+/* ---- partitions and batches ---- */
+
+void ferry_ppart_free(struct ppart *pp)
+{
+    if (pp == NULL)
+        return;
+    ferry_batch_builder_free(pp->builder);
+    free(pp->drs);
+    while (pp->queue) {
+        struct pbatch *next = pp->queue->next;
+        batch_free(pp->queue);
+        pp->queue = next;
+    }
+    assert(pp->inflight == NULL);
+    free(pp);
+}
+
+static struct ppart *ppart_get(struct ctopic *t, int32_t partition)
+{
+    assert(partition >= 0 && partition < t->partition_count);
+    if (t->pparts[partition] == NULL) {
+        struct ppart *pp = calloc(1, sizeof *pp);
+        if (pp == NULL)
+            return NULL;
+        pp->topic = t;
+        pp->id = partition;
+        t->pparts[partition] = pp;
+    }
+    return t->pparts[partition];
+}
+
+/* Seals the open batch of pp into its send queue. */
+static void ppart_close_batch(struct ferry_client *cl, struct ppart *pp)
+{
+    if (pp->builder == NULL)
+        return;
+    if (pp->topic->sticky == pp->id) {
+        pp->topic->sticky_prev = pp->id;
+        pp->topic->sticky = -1; /* the sticky partition's batch is done: move on */
+    }
+    struct pbatch *b = calloc(1, sizeof *b);
+    struct ferry_batch_builder *builder = pp->builder;
+    pp->builder = NULL;
+    struct pdr *drs = pp->drs;
+    uint32_t n = pp->n;
+    pp->drs = NULL;
+    pp->n = pp->cap = 0;
+    if (b == NULL) {
+        ferry_batch_builder_free(builder);
+        complete_records(cl, pp->topic->name, pp->id, drs, n, -1, FERRY_ERR__NO_MEMORY, "out of memory");
+        free(drs);
+        return;
+    }
+    int rc = ferry_batch_builder_seal(builder, &b->buf, &b->len); /* frees the builder */
+    b->pp = pp;
+    b->drs = drs;
+    b->n = n;
+    b->first_enqueued_ms = pp->first_enqueued_ms;
+    if (rc != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "sealing the batch failed: %s", ferry_err_str(rc));
+        complete_batch(cl, b, -1, (ferry_err_t)rc, msg);
+        return;
+    }
+    if (pp->queue_tail)
+        pp->queue_tail->next = b;
+    else
+        pp->queue = b;
+    pp->queue_tail = b;
+}
+
+static int32_t pick_partition(struct ferry_client *cl, struct ctopic *t, const struct precord *r)
+{
+    if (r->partition >= 0)
+        return r->partition;
+    if (r->key != NULL)
+        return ferry_partition_for_key(r->key, r->key_len, t->partition_count);
+    if (t->sticky >= 0 && t->sticky < t->partition_count)
+        return t->sticky;
+    /* A new sticky partition: a random one that has a leader, avoiding the previous choice. */
+    uint64_t x = (uint64_t)cl->next_partition_seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    cl->next_partition_seed = (int64_t)x;
+    int32_t n = t->partition_count;
+    int32_t start = (int32_t)(x % (uint64_t)n);
+    int32_t choice = -1;
+    for (int32_t i = 0; i < n && choice < 0; i++) {
+        int32_t p = (start + i) % n;
+        if (t->leaders[p] >= 0 && (p != t->sticky_prev || n == 1))
+            choice = p;
+    }
+    if (choice < 0)
+        choice = start; /* no leader anywhere: wait on any partition */
+    t->sticky = choice;
+    return choice;
+}
+
+/* Adds a record to its partition's open batch (the topic's metadata is known). Consumes r. */
+static void place_record(struct ferry_client *cl, struct precord *r, int64_t now)
+{
+    struct ctopic *t = r->topic;
+    int32_t p = pick_partition(cl, t, r);
+    if (p < 0 || p >= t->partition_count) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "partition %d of topic %s does not exist (%d partitions)", (int)r->partition,
+                 t->name, (int)t->partition_count);
+        fail_precord(cl, r, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, msg);
+        return;
+    }
+    r->partition = p;
+    struct ppart *pp = ppart_get(t, p);
+    if (pp == NULL) {
+        fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
+        return;
+    }
+    size_t est = r->size;
+    if (pp->builder != NULL && ferry_batch_builder_size(pp->builder) + est > (size_t)cl->s.batch_size)
+        ppart_close_batch(cl, pp);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (pp->builder == NULL) {
+            pp->builder = ferry_batch_builder_new((int)cl->s.compression, -1, -1, -1);
+            if (pp->builder == NULL) {
+                fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
+                return;
+            }
+            pp->created_ms = now;
+            pp->first_enqueued_ms = r->enqueued_ms;
+        }
+        if (pp->n == pp->cap) {
+            uint32_t cap = pp->cap ? pp->cap * 2 : 64;
+            struct pdr *d = realloc(pp->drs, cap * sizeof *d);
+            if (d == NULL) {
+                fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
+                return;
+            }
+            pp->drs = d;
+            pp->cap = cap;
+        }
+        int rc = ferry_batch_builder_add(pp->builder, r->timestamp, r->key, r->key ? (ssize_t)r->key_len : -1,
+                                         r->value, r->value ? (ssize_t)r->value_len : -1, r->headers,
+                                         r->header_count);
+        if (rc == 0) {
+            pp->drs[pp->n++] = (struct pdr){.opaque = r->opaque, .timestamp = r->timestamp, .size = r->size};
+            if (r->enqueued_ms < pp->first_enqueued_ms)
+                pp->first_enqueued_ms = r->enqueued_ms;
+            ferry_precord_free(r);
+            if (ferry_batch_builder_size(pp->builder) >= (size_t)cl->s.batch_size)
+                ppart_close_batch(cl, pp);
+            return;
+        }
+        if (pp->n == 0 || attempt == 1) {
+            fail_precord(cl, r, FERRY_ERR_INVALID_RECORD, "record rejected by the batch builder");
+            return;
+        }
+        ppart_close_batch(cl, pp); /* full (record count or timestamp span): start a new batch */
+    }
+}
+
+void ferry_producer_topic_updated(struct ferry_client *cl, struct ctopic *t)
+{
+    if (t->state == TOPIC_UNKNOWN)
+        return;
+    struct precord *r = t->pending;
+    t->pending = t->pending_tail = NULL;
+    int64_t now = ferry_now_ms();
+    while (r) {
+        struct precord *next = r->next;
+        r->next = NULL;
+        if (t->state == TOPIC_KNOWN) {
+            place_record(cl, r, now);
+        } else {
+            char msg[640];
+            snprintf(msg, sizeof msg, "topic %s does not exist", t->name);
+            fail_precord(cl, r, t->topic_err ? (ferry_err_t)t->topic_err : FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION,
+                         msg);
+        }
+        r = next;
+    }
+    ferry_kick(cl);
+}
+
+/* ---- Produce requests ---- */
+
+static void handle_batch_result(struct ferry_client *cl, struct pbatch *b, int64_t base_offset, int err,
+                                const char *errmsg)
+{
+    struct ppart *pp = b->pp;
+    assert(pp->inflight == b);
+    pp->inflight = NULL;
+    int64_t now = ferry_now_ms();
+    if (err == FERRY_ERR_NONE) {
+        complete_batch(cl, b, base_offset, FERRY_ERR_NONE, NULL);
+        return;
+    }
+    if (cl->stopping) {
+        complete_batch(cl, b, -1, FERRY_ERR__PURGED, "client closed before the broker answered");
+        return;
+    }
+    if (err == FERRY_ERR_NOT_LEADER || err == FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION || err == FERRY_ERR__TRANSPORT ||
+        err == FERRY_ERR__TIMED_OUT || err == FERRY_ERR_BROKER_NOT_AVAILABLE)
+        ferry_metadata_refresh(cl, "produce failed");
+    bool expired = now - b->first_enqueued_ms >= cl->s.delivery_timeout_ms;
+    if (ferry_err_is_retriable((ferry_err_t)err) && !expired) {
+        b->attempts++;
+        ferry_log(cl, FERRY_LOG_INFO, "produce to %s/%d failed (%s), retry %d", pp->topic->name, (int)pp->id,
+                  errmsg ? errmsg : ferry_err_str(err), b->attempts);
+        b->next = pp->queue; /* the oldest batch of the partition: back to the head */
+        pp->queue = b;
+        if (pp->queue_tail == NULL)
+            pp->queue_tail = b;
+        pp->retry_at_ms = now + cl->s.retry_backoff_ms;
+        return;
+    }
+    char msg[640];
+    snprintf(msg, sizeof msg, "%s%s", expired && ferry_err_is_retriable((ferry_err_t)err) ? "delivery.timeout.ms expired; last error: " : "",
+             errmsg ? errmsg : ferry_err_str(err));
+    complete_batch(cl, b, -1, (ferry_err_t)err, msg);
+}
+
+static void on_produce(struct ferry_client *cl, struct broker *br, int err, const char *errmsg,
+                       const struct ferry_response_header *rh, void *arg)
+{
+    struct preq *rq = arg;
+    br->n_produce_inflight--;
+    if (err == 0 && rh->error != 0) {
+        err = rh->error;
+        errmsg = rh->error_message ? rh->error_message : ferry_err_str(rh->error);
+    }
+    if (err != 0) {
+        for (size_t i = 0; i < rq->n; i++)
+            handle_batch_result(cl, rq->batches[i], -1, err, errmsg);
+        free(rq);
+        ferry_kick(cl);
+        return;
+    }
+    /* Match each batch to its topic/partition result. */
+    struct ferry_mp_reader rd = {0};
+    const msgpack_object_array *topics = ferry_mp_array(&rd, rh->body, "topics", 1);
+    for (size_t i = 0; i < rq->n; i++) {
+        struct pbatch *b = rq->batches[i];
+        int perr = FERRY_ERR__BAD_RESPONSE;
+        const char *pmsg = "no result for this partition in the produce response";
+        char msgbuf[FERRY_MAX_ERROR_MESSAGE + 1];
+        int64_t base = -1;
+        for (uint32_t ti = 0; !rd.err && topics && ti < topics->size; ti++) {
+            const msgpack_object *tm = ferry_mp_elem_map(&rd, topics, ti, "topics");
+            size_t nl;
+            const char *name = ferry_mp_str(&rd, tm, "name", &nl, 1);
+            if (rd.err || nl != strlen(b->pp->topic->name) || memcmp(name, b->pp->topic->name, nl) != 0)
+                continue;
+            const msgpack_object_array *parts = ferry_mp_array(&rd, tm, "partitions", 1);
+            for (uint32_t pi = 0; !rd.err && pi < parts->size; pi++) {
+                const msgpack_object *pm = ferry_mp_elem_map(&rd, parts, pi, "partitions");
+                int64_t pid = ferry_mp_int(&rd, pm, "partition", -1, 1);
+                if (rd.err || pid != b->pp->id)
+                    continue;
+                perr = (int)ferry_mp_int(&rd, pm, "error", 0, 0);
+                base = ferry_mp_int(&rd, pm, "base_offset", -1, 0);
+                size_t ml;
+                const char *m = ferry_mp_str(&rd, pm, "error_message", &ml, 0);
+                if (m != NULL) {
+                    snprintf(msgbuf, sizeof msgbuf, "%.*s", (int)ml, m);
+                    pmsg = msgbuf;
+                } else {
+                    pmsg = NULL;
+                }
+            }
+        }
+        if (rd.err) {
+            perr = FERRY_ERR__BAD_RESPONSE;
+            pmsg = rd.errmsg;
+        }
+        if (perr == FERRY_ERR_NONE && base < 0) {
+            perr = FERRY_ERR__BAD_RESPONSE;
+            pmsg = "produce response without base_offset";
+        }
+        handle_batch_result(cl, b, base, perr, pmsg);
+    }
+    free(rq);
+    ferry_kick(cl);
+}
+
+/* Sends one Produce request to b with every ready batch it leads (bounded by the frame size).
+ * Returns the number of batches sent. */
+static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t now)
+{
+    /* Leave room for the envelope and per-partition keys. */
+    const size_t budget = FERRY_MAX_FRAME_BYTES - 256 * 1024;
+    size_t count = 0, bytes = 0;
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp && pp->queue && !pp->inflight && now >= pp->retry_at_ms && t->leaders[p] == b->id)
+                count++;
+        }
+    }
+    if (count == 0)
+        return 0;
+    struct preq *rq = malloc(sizeof *rq + count * sizeof rq->batches[0]);
+    if (rq == NULL)
+        return 0;
+    rq->n = 0;
+    size_t ntopics = 0;
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        bool any = false;
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (!(pp && pp->queue && !pp->inflight && now >= pp->retry_at_ms && t->leaders[p] == b->id))
+                continue;
+            if (rq->n > 0 && bytes + pp->queue->len > budget)
+                continue;
+            bytes += pp->queue->len + 32;
+            rq->batches[rq->n++] = pp->queue;
+            any = true;
+        }
+        ntopics += any;
+    }
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint32_t corr = ferry_request_begin(cl, &sb, &pk, FERRY_API_PRODUCE);
+    msgpack_pack_map(&pk, 3);
+    ferry_pack_key(&pk, "acks");
+    msgpack_pack_int64(&pk, cl->s.acks);
+    ferry_pack_key(&pk, "timeout_ms");
+    msgpack_pack_int64(&pk, cl->s.request_timeout_ms);
+    ferry_pack_key(&pk, "topics");
+    msgpack_pack_array(&pk, ntopics);
+    size_t i = 0;
+    while (i < rq->n) {
+        struct ctopic *t = rq->batches[i]->pp->topic;
+        size_t j = i;
+        while (j < rq->n && rq->batches[j]->pp->topic == t)
+            j++;
+        msgpack_pack_map(&pk, 2);
+        ferry_pack_key(&pk, "name");
+        ferry_pack_str(&pk, t->name);
+        ferry_pack_key(&pk, "partitions");
+        msgpack_pack_array(&pk, j - i);
+        for (size_t k = i; k < j; k++) {
+            msgpack_pack_map(&pk, 2);
+            ferry_pack_key(&pk, "partition");
+            msgpack_pack_int32(&pk, rq->batches[k]->pp->id);
+            ferry_pack_key(&pk, "batch");
+            ferry_pack_bin(&pk, rq->batches[k]->buf, rq->batches[k]->len);
+        }
+        i = j;
+    }
+
+    /* Move the batches from their queues to in flight. */
+    for (size_t k = 0; k < rq->n; k++) {
+        struct pbatch *bt = rq->batches[k];
+        struct ppart *pp = bt->pp;
+        pp->queue = bt->next;
+        if (pp->queue == NULL)
+            pp->queue_tail = NULL;
+        bt->next = NULL;
+        pp->inflight = bt;
+    }
+
+    bool acks0 = cl->s.acks == 0;
+    int err = ferry_request_send(cl, b, &sb, corr, FERRY_API_PRODUCE, 0, acks0 ? NULL : on_produce, rq);
+    if (err != 0) {
+        for (size_t k = 0; k < rq->n; k++)
+            handle_batch_result(cl, rq->batches[k], -1, err, "sending the produce request failed");
+        free(rq);
+        return 0;
+    }
+    size_t sent = rq->n;
+    if (acks0) {
+        /* No response will come: the records are delivered once written. */
+        for (size_t k = 0; k < rq->n; k++)
+            handle_batch_result(cl, rq->batches[k], -1, FERRY_ERR_NONE, NULL);
+        free(rq);
+        return sent;
+    }
+    b->n_produce_inflight++;
+    return sent;
+}
+
+/* ---- the service pass ---- */
+
+/* Fails queued batches and pending records older than delivery.timeout.ms. */
+static void expire(struct ferry_client *cl, struct ctopic *t, int64_t now)
+{
+    int64_t limit = cl->s.delivery_timeout_ms;
+    struct precord **rp = &t->pending;
+    t->pending_tail = NULL;
+    while (*rp) {
+        struct precord *r = *rp;
+        if (now - r->enqueued_ms >= limit) {
+            *rp = r->next;
+            char msg[640];
+            snprintf(msg, sizeof msg, "delivery.timeout.ms expired waiting for metadata of topic %s%s%s", t->name,
+                     cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
+            fail_precord(cl, r, FERRY_ERR__TIMED_OUT, msg);
+            continue;
+        }
+        t->pending_tail = r;
+        rp = &r->next;
+    }
+    for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+        struct ppart *pp = t->pparts[p];
+        while (pp && pp->queue && now - pp->queue->first_enqueued_ms >= limit) {
+            struct pbatch *b = pp->queue;
+            pp->queue = b->next;
+            if (pp->queue == NULL)
+                pp->queue_tail = NULL;
+            char msg[640];
+            snprintf(msg, sizeof msg, "delivery.timeout.ms expired before the batch could be sent%s%s",
+                     cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
+            complete_batch(cl, b, -1, FERRY_ERR__TIMED_OUT, msg);
+        }
+    }
+}
+
+void ferry_producer_service(struct ferry_client *cl, int64_t now)
+{
+    pthread_mutex_lock(&cl->lock);
+    struct precord *r = cl->in_recs;
+    cl->in_recs = cl->in_recs_tail = NULL;
+    bool flush = cl->flush_req;
+    cl->flush_req = false;
+    pthread_mutex_unlock(&cl->lock);
+
+    while (r) {
+        struct precord *next = r->next;
+        r->next = NULL;
+        struct ctopic *t = ferry_topic_get(cl, r->topic_name, true);
+        if (t == NULL) {
+            fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
+        } else {
+            r->topic = t;
+            if (t->state == TOPIC_NOT_EXIST && t->pending == NULL) {
+                t->state = TOPIC_UNKNOWN; /* it may exist by now: ask again */
+                ferry_metadata_refresh(cl, "record for an unknown topic");
+            }
+            if (t->state == TOPIC_KNOWN && t->pending == NULL) {
+                place_record(cl, r, now);
+            } else {
+                if (t->pending_tail)
+                    t->pending_tail->next = r;
+                else
+                    t->pending = r;
+                t->pending_tail = r;
+            }
+        }
+        r = next;
+    }
+
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp && pp->builder && (flush || now - pp->created_ms >= cl->s.linger_ms))
+                ppart_close_batch(cl, pp);
+        }
+        expire(cl, t, now);
+    }
+
+    /* Send what is ready; want connections to leaders that have data. */
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp == NULL || pp->queue == NULL)
+                continue;
+            struct broker *b = t->leaders[p] >= 0 ? ferry_broker_by_id(cl, t->leaders[p]) : NULL;
+            if (b == NULL)
+                ferry_metadata_refresh(cl, "partition without a leader");
+            else
+                ferry_broker_want(cl, b);
+        }
+    }
+    for (struct broker *b = cl->brokers; b; b = b->next) {
+        while (b->state == BROKER_UP && b->n_produce_inflight < cl->s.max_inflight) {
+            if (send_produce(cl, b, now) == 0)
+                break;
+        }
+    }
+}
+
+int64_t ferry_producer_next_due(struct ferry_client *cl, int64_t now)
+{
+    int64_t due = INT64_MAX;
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp == NULL)
+                continue;
+            int64_t ready = pp->created_ms + cl->s.linger_ms;
+            if (pp->builder && ready > now && ready < due)
+                due = ready;
+            if (pp->queue && !pp->inflight && pp->retry_at_ms > now && pp->retry_at_ms < due)
+                due = pp->retry_at_ms;
+        }
+    }
+    return due;
+}
+
+void ferry_producer_purge(struct ferry_client *cl, ferry_err_t err)
+{
+    const char *why = "client closed before the record was sent";
+    pthread_mutex_lock(&cl->lock);
+    struct precord *r = cl->in_recs;
+    cl->in_recs = cl->in_recs_tail = NULL;
+    pthread_mutex_unlock(&cl->lock);
+    while (r) {
+        struct precord *next = r->next;
+        fail_precord(cl, r, err, why);
+        r = next;
+    }
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        while (t->pending) {
+            struct precord *next = t->pending->next;
+            fail_precord(cl, t->pending, err, why);
+            t->pending = next;
+        }
+        t->pending_tail = NULL;
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp == NULL)
+                continue;
+            if (pp->builder) {
+                ferry_batch_builder_free(pp->builder);
+                pp->builder = NULL;
+                complete_records(cl, t->name, pp->id, pp->drs, pp->n, -1, err, why);
+                free(pp->drs);
+                pp->drs = NULL;
+                pp->n = pp->cap = 0;
+            }
+            while (pp->queue) {
+                struct pbatch *b = pp->queue;
+                pp->queue = b->next;
+                complete_batch(cl, b, -1, err, why);
+            }
+            pp->queue_tail = NULL;
+            /* pp->inflight completes through its request's callback when the connection closes. */
+        }
+    }
+}
+
+/* ---- application API ---- */
+
+FERRY_API ferry_err_t ferry_produce(ferry_client_t *cl, const ferry_record_t *rec, int flags)
+{
+    if (cl == NULL || rec == NULL)
+        return FERRY_ERR__INVALID_ARG;
+    if (cl->type != FERRY_PRODUCER)
+        return FERRY_ERR__WRONG_CLIENT_TYPE;
+    if (rec->topic == NULL || rec->topic[0] == '\0' || strlen(rec->topic) > FERRY_MAX_TOPIC_NAME ||
+        rec->partition < FERRY_PARTITION_ANY || rec->header_count > FERRY_MAX_HEADERS_PER_RECORD ||
+        (rec->header_count > 0 && rec->headers == NULL) || (rec->key == NULL && rec->key_len > 0) ||
+        (rec->value == NULL && rec->value_len > 0) || rec->timestamp < 0)
+        return FERRY_ERR__INVALID_ARG;
+
+    /* Size and limits first, then one allocation holding everything. */
+    size_t payload = 0, names = 0;
+    uint64_t est = (uint64_t)rec->key_len + rec->value_len + FERRY_RECORD_OVERHEAD;
+    for (size_t i = 0; i < rec->header_count; i++) {
+        if (rec->headers[i].name == NULL || (rec->headers[i].value == NULL && rec->headers[i].value_len > 0))
+            return FERRY_ERR__INVALID_ARG;
+        size_t nl = strlen(rec->headers[i].name);
+        names += nl + 1;
+        payload += rec->headers[i].value_len;
+        est += nl + rec->headers[i].value_len + 20;
+    }
+    if (est > FERRY_MAX_BATCH_BYTES - FERRY_BATCH_HEADER_SIZE)
+        return FERRY_ERR_BATCH_TOO_LARGE;
+    size_t tl = strlen(rec->topic) + 1;
+    size_t total = sizeof(struct precord) + rec->header_count * sizeof(struct ferry_header_view) + tl +
+                   rec->key_len + rec->value_len + payload + names;
+    struct precord *r = malloc(total);
+    if (r == NULL)
+        return FERRY_ERR__NO_MEMORY;
+    memset(r, 0, sizeof *r);
+    uint8_t *p = (uint8_t *)(r + 1);
+    r->headers = rec->header_count ? (struct ferry_header_view *)p : NULL;
+    p += rec->header_count * sizeof(struct ferry_header_view);
+    r->header_count = (uint32_t)rec->header_count;
+    for (size_t i = 0; i < rec->header_count; i++) {
+        const ferry_header_t *h = &rec->headers[i];
+        size_t nl = strlen(h->name);
+        memcpy(p, h->name, nl + 1);
+        r->headers[i].name = p;
+        r->headers[i].name_len = nl;
+        p += nl + 1;
+        if (h->value != NULL) {
+            memcpy(p, h->value, h->value_len);
+            r->headers[i].value = p;
+            r->headers[i].value_len = h->value_len;
+            p += h->value_len;
+        } else {
+            r->headers[i].value = NULL;
+            r->headers[i].value_len = 0;
+        }
+    }
+    r->topic_name = (char *)p;
+    memcpy(p, rec->topic, tl);
+    p += tl;
+    if (rec->key != NULL) {
+        r->key = p;
+        r->key_len = rec->key_len;
+        memcpy(p, rec->key, rec->key_len);
+        p += rec->key_len;
+    }
+    if (rec->value != NULL) {
+        r->value = p;
+        r->value_len = rec->value_len;
+        memcpy(p, rec->value, rec->value_len);
+    }
+    r->partition = rec->partition;
+    r->timestamp = rec->timestamp ? rec->timestamp : ferry_wallclock_ms();
+    r->opaque = rec->opaque;
+    r->size = (size_t)est;
+    r->enqueued_ms = ferry_now_ms();
+
+    size_t max_msgs = (size_t)cl->s.queue_max_msgs;
+    size_t max_bytes = (size_t)cl->s.queue_max_kbytes * 1024;
+    int64_t deadline = -2;
+    pthread_mutex_lock(&cl->lock);
+    for (;;) {
+        if (cl->closing || cl->closed) {
+            pthread_mutex_unlock(&cl->lock);
+            free(r);
+            return FERRY_ERR__DESTROYED;
+        }
+        /* A record larger than the whole byte budget may still go when the queue is empty. */
+        bool fits = cl->q_msgs < max_msgs && (cl->q_msgs == 0 || cl->q_bytes + r->size <= max_bytes);
+        if (fits)
+            break;
+        if (flags & FERRY_F_NONBLOCK) {
+            pthread_mutex_unlock(&cl->lock);
+            free(r);
+            return FERRY_ERR__QUEUE_FULL;
+        }
+        if (deadline == -2)
+            deadline = ferry_now_ms() + cl->s.max_block_ms;
+        if (ferry_cond_wait_until(cl, deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&cl->lock);
+            free(r);
+            return FERRY_ERR__QUEUE_FULL;
+        }
+    }
+    if (cl->in_recs_tail)
+        cl->in_recs_tail->next = r;
+    else
+        cl->in_recs = r;
+    cl->in_recs_tail = r;
+    cl->q_msgs++;
+    cl->q_bytes += r->size;
+    cl->outq++;
+    ferry_wake_locked(cl);
+    pthread_mutex_unlock(&cl->lock);
+    return FERRY_ERR_NONE;
+}
+
+FERRY_API int ferry_poll(ferry_client_t *cl, int timeout_ms)
+{
+    if (cl == NULL)
+        return 0;
+    int64_t deadline = ferry_deadline(timeout_ms);
+    pthread_mutex_lock(&cl->lock);
+    while (cl->drs == NULL && timeout_ms != 0) {
+        if (cl->closed || ferry_cond_wait_until(cl, deadline) == ETIMEDOUT)
+            break;
+    }
+    struct delivery_report *dr = cl->drs;
+    cl->drs = cl->drs_tail = NULL;
+    pthread_mutex_unlock(&cl->lock);
+
+    int served = 0;
+    while (dr) {
+        struct delivery_report *next = dr->next;
+        if (cl->delivery_cb)
+            cl->delivery_cb(cl, &dr->d, cl->opaque);
+        ferry_report_free(dr);
+        served++;
+        dr = next;
+    }
+    if (served > 0) {
+        pthread_mutex_lock(&cl->lock);
+        cl->outq -= (size_t)served;
+        pthread_cond_broadcast(&cl->cond);
+        pthread_mutex_unlock(&cl->lock);
+    }
+    return served;
+}
+
+FERRY_API ferry_err_t ferry_flush(ferry_client_t *cl, int timeout_ms)
+{
+    if (cl == NULL)
+        return FERRY_ERR__INVALID_ARG;
+    int64_t deadline = ferry_deadline(timeout_ms);
+    pthread_mutex_lock(&cl->lock);
+    cl->flush_req = true;
+    ferry_wake_locked(cl);
+    while (cl->outq > 0) {
+        if (cl->drs != NULL) {
+            pthread_mutex_unlock(&cl->lock);
+            ferry_poll(cl, 0);
+            pthread_mutex_lock(&cl->lock);
+            continue;
+        }
+        if (cl->closed || ferry_cond_wait_until(cl, deadline) == ETIMEDOUT) {
+            bool left = cl->outq > 0;
+            pthread_mutex_unlock(&cl->lock);
+            return left ? FERRY_ERR__TIMED_OUT : FERRY_ERR_NONE;
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+    return FERRY_ERR_NONE;
+}
+
+FERRY_API size_t ferry_outq_len(ferry_client_t *cl)
+{
+    if (cl == NULL)
+        return 0;
+    pthread_mutex_lock(&cl->lock);
+    size_t n = cl->outq;
+    pthread_mutex_unlock(&cl->lock);
+    return n;
+}
