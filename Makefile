@@ -87,6 +87,10 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/client/%.o: client/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden -DFERRY_BUILDING_LIB -c $< -o $@
+# Examples are ordinary programs using the public API (the shortest-stem rule wins over client/%).
+$(BUILD)/obj/client/examples/%.o: client/examples/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/objh/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@

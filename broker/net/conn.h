@@ -57,7 +57,8 @@ int ferry_conn_accept(uv_stream_t *listener, struct ferry_tls_ctx *tls, const st
 
 /*
  * Client side: connect to host:port (numeric address or name; resolution is asynchronous).
- * server_name is verified against the certificate (SAN/CN) when tls is set; NULL = host.
+ * server_name is verified against the certificate (SAN/CN) when tls is set; NULL = host; "" = no
+ * name check (the chain is still verified against the CA: ssl.endpoint.identification=none).
  * Returns 0 (then exactly one on_open or on_close follows) or a UV error (no callbacks).
  */
 int ferry_conn_connect(uv_loop_t *loop, const char *host, int port, struct ferry_tls_ctx *tls,

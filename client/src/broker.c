@@ -172,7 +172,7 @@ void ferry_broker_want(struct ferry_client *cl, struct broker *b)
     int64_t now = ferry_now_ms();
     if (now < b->next_attempt_ms)
         return;
-    const char *server_name = cl->s.verify_name ? b->host : NULL;
+    const char *server_name = cl->s.verify_name ? b->host : ""; /* "": chain only, no name check */
     struct ferry_conn *conn = NULL;
     int rc = ferry_conn_connect(&cl->loop, b->host, b->port, cl->tls, server_name, &conn_callbacks,
                                 FERRY_MAX_FRAME_BYTES, b, &conn);

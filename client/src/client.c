@@ -247,9 +247,6 @@ FERRY_API ferry_client_t *ferry_client_new(ferry_type_t type, ferry_conf_t *conf
     if (ferry_brokers_bootstrap(cl, cl->s.bootstrap_servers, errstr, errstr_size) != 0)
         goto err_free_brokers;
 
-    if (cl->s.tls && !cl->s.verify_name)
-        ferry_log(cl, FERRY_LOG_WARNING,
-                  "ssl.endpoint.identification=none is not supported by the transport yet: broker names are verified");
     if (cl->s.tls) {
         struct ferry_tls_config tc = {
             .ca_file = cl->s.ca_location,
