@@ -72,12 +72,14 @@ help:
 	@echo "make demo            the main job: a local TLS broker and the orders example (Ctrl-C stops it)"
 	@echo "make test            run every test (unit + integration); SANITIZE=1 for ASan+UBSan"
 	@echo "make bench           run the benchmark and print figures"
+	@echo "make raft-test       run the Raft library tests (Figure 8, elections, snapshots) on raft_fixture"
 	@echo "make docs            regenerate docs/configuration.md from the configuration table"
 	@echo "make install         install library, header, pkg-config file and binaries under PREFIX"
 
 # One idempotent install step for every Debian package we need (root or sudo).
 deps:
 	@ops/deps.sh
+	@ops/raft-lib.sh build/third_party/raft >/dev/null
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -146,8 +148,8 @@ unit: deps $(UNIT_BINS)
 integration: deps all $(INTEG_BINS) certs
 	@set -e; for t in $(INTEG_BINS); do echo "== $$t"; $$t --jobs=1; done
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(INTEG_BINS) certs
-	@tests/run-all.sh $(BUILD) $(UNIT_BINS) $(INTEG_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(RAFT_TEST_BINS) $(INTEG_BINS) certs
+	@tests/run-all.sh $(BUILD) $(UNIT_BINS) $(RAFT_TEST_BINS) $(INTEG_BINS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS) certs
@@ -168,5 +170,7 @@ install: all
 
 clean:
 	rm -rf build build-san
+
+include raft/raft.mk
 
 -include $(shell find $(BUILD)/obj $(BUILD)/objh -name '*.d' 2>/dev/null)

@@ -3,7 +3,7 @@
 # nothing (and needs no root) when all are present; otherwise apt-get as root or through sudo.
 set -euo pipefail
 PKGS=(build-essential pkg-config openssl libssl-dev libuv1-dev libmsgpack-dev libcriterion-dev
-      liblz4-dev libzstd-dev procps)
+      liblz4-dev libzstd-dev procps debian-archive-keyring)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
