@@ -1,0 +1,414 @@
+/* ferry_bench.c: libferry benchmarks against a running ferryd: produce throughput, open-loop latency, consume. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ferry.h"
+#include "ferrytest.h"
+
+/*
+ * Usage: ferry_bench MODE --brokers HOST:PORT --ca FILE [options]
+ *   produce   --records N --size B --linger MS [--partitions P]      closed loop, as fast as possible
+ *   latency   --rate R --seconds S --warmup S --size B [--linger MS]  open loop at R records/s
+ *   consume   --bytes N --size B                                      fill N bytes, then read them back
+ * Each mode prints human lines and one machine line "RESULT mode=... key=value ..." for run.sh.
+ * Value bytes are counted as payload (MB = 10^6 bytes).
+ */
+
+struct opts {
+    const char *mode;
+    const char *brokers;
+    const char *ca;
+    long records;
+    long size;
+    long linger;
+    long partitions;
+    long rate;
+    long seconds;
+    long warmup;
+    long long bytes;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ferry_bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static ferry_conf_t *base_conf(const struct opts *o)
+{
+    ferry_conf_t *c = ferry_conf_new();
+    char err[512];
+    if (!c)
+        die("out of memory");
+    if (ferry_conf_set(c, "bootstrap.servers", o->brokers, err, sizeof(err)) ||
+        ferry_conf_set(c, "security.protocol", "tls", err, sizeof(err)) ||
+        ferry_conf_set(c, "ssl.ca.location", o->ca, err, sizeof(err)))
+        die("conf: %s", err);
+    return c;
+}
+
+static void conf_set(ferry_conf_t *c, const char *k, const char *v)
+{
+    char err[512];
+    if (ferry_conf_set(c, k, v, err, sizeof(err)) != FERRY_ERR_NONE)
+        die("conf %s=%s: %s", k, v, err);
+}
+
+static void conf_set_long(ferry_conf_t *c, const char *k, long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%ld", v);
+    conf_set(c, k, buf);
+}
+
+static void create_topic(const struct opts *o, const char *name, int32_t partitions)
+{
+    char err[512] = "";
+    ferry_conf_t *conf = base_conf(o);
+    ferry_client_t *a = ferry_client_new(FERRY_ADMIN, conf, err, sizeof(err));
+    if (!a)
+        die("admin client: %s", err);
+    ferry_err_t e = ferry_admin_create_topic(a, name, partitions, -1, NULL, NULL, 0, 10000, err, sizeof(err));
+    if (e != FERRY_ERR_NONE && e != FERRY_ERR_TOPIC_ALREADY_EXISTS)
+        die("create topic %s: %s: %s", name, ferry_err_name(e), err);
+    ferry_client_destroy(a);
+}
+
+/* ---- produce (closed loop) ---- */
+
+struct counts {
+    size_t ok, failed;
+    ferry_err_t first_err;
+};
+
+static void count_cb(ferry_client_t *c, const ferry_delivery_t *d, void *opaque)
+{
+    (void)c;
+    struct counts *n = opaque;
+    if (d->err == FERRY_ERR_NONE) {
+        n->ok++;
+    } else {
+        if (!n->failed)
+            n->first_err = d->err;
+        n->failed++;
+    }
+}
+
+/* Produces n records of size bytes to topic as fast as the producer takes them; returns seconds. */
+static double produce_n(const struct opts *o, const char *topic, long n, long linger, struct counts *cnt)
+{
+    ferry_conf_t *conf = base_conf(o);
+    conf_set_long(conf, "linger.ms", linger);
+    conf_set(conf, "queue.buffering.max.messages", "200000");
+    conf_set(conf, "delivery.timeout.ms", "120000");
+    ferry_conf_set_delivery_cb(conf, count_cb);
+    ferry_conf_set_opaque(conf, cnt);
+    char err[512] = "";
+    ferry_client_t *p = ferry_client_new(FERRY_PRODUCER, conf, err, sizeof(err));
+    if (!p)
+        die("producer: %s", err);
+    uint8_t *value = malloc((size_t)o->size);
+    if (!value)
+        die("out of memory");
+    ft_fill_pattern(value, (size_t)o->size, 42);
+    /* Warm the connection and metadata so start-up is not timed. */
+    ferry_record_t warm = {.topic = topic, .partition = FERRY_PARTITION_ANY, .value = value, .value_len = 1};
+    if (ferry_produce(p, &warm, 0) != FERRY_ERR_NONE || ferry_flush(p, 10000) != FERRY_ERR_NONE)
+        die("warm-up produce failed");
+    memset(cnt, 0, sizeof(*cnt));
+    double t0 = now_s();
+    for (long i = 0; i < n;) {
+        ferry_record_t rec = {.topic = topic, .partition = FERRY_PARTITION_ANY, .value = value,
+                              .value_len = (size_t)o->size};
+        ferry_err_t e = ferry_produce(p, &rec, FERRY_F_NONBLOCK);
+        if (e == FERRY_ERR__QUEUE_FULL) {
+            ferry_poll(p, 1);
+            continue;
+        }
+        if (e != FERRY_ERR_NONE)
+            die("produce: %s", ferry_err_name(e));
+        i++;
+        if ((i & 255) == 0)
+            ferry_poll(p, 0);
+    }
+    ferry_err_t fe = ferry_flush(p, 120000);
+    double t = now_s() - t0;
+    if (fe != FERRY_ERR_NONE)
+        die("flush: %s", ferry_err_name(fe));
+    ferry_client_destroy(p);
+    free(value);
+    return t;
+}
+
+static int mode_produce(const struct opts *o)
+{
+    char topic[64];
+    snprintf(topic, sizeof(topic), "bench-produce-l%ld", o->linger);
+    create_topic(o, topic, (int32_t)o->partitions);
+    struct counts cnt;
+    double t = produce_n(o, topic, o->records, o->linger, &cnt);
+    double rps = (double)cnt.ok / t, mbps = (double)cnt.ok * (double)o->size / t / 1e6;
+    printf("produce: %ld records of %ld B, linger.ms=%ld, %ld partition(s): %.2f s, %.0f records/s, %.1f MB/s, "
+           "%zu failed%s%s\n",
+           o->records, o->size, o->linger, o->partitions, t, rps, mbps, cnt.failed, cnt.failed ? " first: " : "",
+           cnt.failed ? ferry_err_name(cnt.first_err) : "");
+    printf("RESULT mode=produce linger=%ld records=%zu failed=%zu seconds=%.3f rps=%.0f mbps=%.2f\n", o->linger, cnt.ok,
+           cnt.failed, t, rps, mbps);
+    return cnt.failed ? 1 : 0;
+}
+
+/* ---- latency (open loop) ---- */
+
+struct lat {
+    int64_t *intended; /* ns, per record */
+    double *ms;        /* latency per record (ms), NAN until acknowledged */
+    size_t acked, failed;
+};
+
+static void lat_cb(ferry_client_t *c, const ferry_delivery_t *d, void *opaque)
+{
+    (void)c;
+    struct lat *l = opaque;
+    size_t i = (size_t)(uintptr_t)d->opaque;
+    if (d->err != FERRY_ERR_NONE) {
+        l->failed++;
+        return;
+    }
+    l->ms[i] = (double)(now_ns() - l->intended[i]) / 1e6;
+    l->acked++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return NAN;
+    size_t i = (size_t)ceil(p / 100.0 * (double)n);
+    return sorted[i ? i - 1 : 0];
+}
+
+static int mode_latency(const struct opts *o)
+{
+    const char *topic = "bench-latency";
+    create_topic(o, topic, (int32_t)o->partitions);
+    size_t total = (size_t)(o->rate * (o->seconds + o->warmup));
+    size_t warm = (size_t)(o->rate * o->warmup);
+    struct lat l = {calloc(total, sizeof(int64_t)), calloc(total, sizeof(double)), 0, 0};
+    if (!l.intended || !l.ms)
+        die("out of memory");
+    for (size_t i = 0; i < total; i++)
+        l.ms[i] = NAN;
+    ferry_conf_t *conf = base_conf(o);
+    conf_set_long(conf, "linger.ms", o->linger);
+    ferry_conf_set_delivery_cb(conf, lat_cb);
+    ferry_conf_set_opaque(conf, &l);
+    char err[512] = "";
+    ferry_client_t *p = ferry_client_new(FERRY_PRODUCER, conf, err, sizeof(err));
+    if (!p)
+        die("producer: %s", err);
+    uint8_t *value = malloc((size_t)o->size);
+    if (!value)
+        die("out of memory");
+    ft_fill_pattern(value, (size_t)o->size, 7);
+    ferry_record_t warmrec = {.topic = topic, .partition = FERRY_PARTITION_ANY, .value = value, .value_len = 1,
+                              .opaque = NULL};
+    l.intended[0] = now_ns(); /* index 0 doubles as the warm-up record: overwritten below */
+    if (ferry_produce(p, &warmrec, 0) != FERRY_ERR_NONE || ferry_flush(p, 10000) != FERRY_ERR_NONE)
+        die("warm-up produce failed");
+    l.acked = 0;
+    l.ms[0] = NAN;
+
+    const int64_t interval = 1000000000LL / o->rate;
+    const int64_t t0 = now_ns() + 1000000;
+    size_t late = 0;
+    for (size_t i = 0; i < total;) {
+        int64_t due = t0 + (int64_t)i * interval, now = now_ns();
+        if (now < due) {
+            ferry_poll(p, 0);
+            int64_t wait = due - now_ns();
+            if (wait > 0) {
+                struct timespec ts = {0, wait > 200000 ? 200000 : wait};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        if (now - due > 1000000)
+            late++;
+        l.intended[i] = due; /* latency counts from when the record should have been sent */
+        ferry_record_t rec = {.topic = topic, .partition = FERRY_PARTITION_ANY, .value = value,
+                              .value_len = (size_t)o->size, .opaque = (void *)(uintptr_t)i};
+        ferry_err_t e = ferry_produce(p, &rec, 0);
+        if (e != FERRY_ERR_NONE)
+            die("produce: %s", ferry_err_name(e));
+        i++;
+        ferry_poll(p, 0);
+    }
+    if (ferry_flush(p, 60000) != FERRY_ERR_NONE)
+        die("flush timed out");
+    ferry_client_destroy(p);
+    free(value);
+
+    size_t n = 0;
+    double *v = malloc((total - warm + 1) * sizeof(double));
+    if (!v)
+        die("out of memory");
+    for (size_t i = warm; i < total; i++)
+        if (!isnan(l.ms[i]))
+            v[n++] = l.ms[i];
+    qsort(v, n, sizeof(double), cmp_double);
+    double p50 = pct(v, n, 50), p99 = pct(v, n, 99), p999 = pct(v, n, 99.9), mx = n ? v[n - 1] : NAN;
+    printf("latency: %ld records/s open loop for %ld s (+%ld s warm-up), %ld B, linger.ms=%ld: %zu measured, "
+           "p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %zu failed; %zu sends more than 1 ms late\n",
+           o->rate, o->seconds, o->warmup, o->size, o->linger, n, p50, p99, p999, mx, l.failed, late);
+    printf("RESULT mode=latency rate=%ld measured=%zu failed=%zu p50=%.3f p99=%.3f p999=%.3f max=%.3f late=%zu\n",
+           o->rate, n, l.failed, p50, p99, p999, mx, late);
+    free(v);
+    free(l.intended);
+    free(l.ms);
+    return l.failed ? 1 : 0;
+}
+
+/* ---- consume ---- */
+
+static int mode_consume(const struct opts *o)
+{
+    const char *topic = "bench-consume";
+    create_topic(o, topic, 1);
+    long n = (long)(o->bytes / o->size);
+    if (n < 1)
+        n = 1;
+    struct counts cnt;
+    double tf = produce_n(o, topic, n, 5, &cnt);
+    if (cnt.failed)
+        die("fill: %zu records failed (%s)", cnt.failed, ferry_err_name(cnt.first_err));
+    printf("consume: filled %ld records (%.0f MB) in %.2f s (%.0f records/s)\n", n,
+           (double)n * (double)o->size / 1e6, tf, (double)n / tf);
+
+    ferry_conf_t *conf = base_conf(o);
+    conf_set(conf, "max.partition.fetch.bytes", "4194304");
+    char err[512] = "";
+    ferry_client_t *c = ferry_client_new(FERRY_CONSUMER, conf, err, sizeof(err));
+    if (!c)
+        die("consumer: %s", err);
+    ferry_topic_partition_t tp = {topic, 0, FERRY_OFFSET_BEGINNING};
+    double t0 = now_s();
+    if (ferry_assign(c, &tp, 1) != FERRY_ERR_NONE)
+        die("assign failed");
+    long got = 0;
+    long long bytes = 0;
+    double last = t0;
+    /* n + 1: the warm-up record of produce_n is in the topic too. */
+    while (got < n + 1) {
+        ferry_message_t *m = ferry_consumer_poll(c, 1000);
+        if (!m) {
+            if (now_s() - last > 30)
+                die("consume stalled at %ld of %ld records", got, n + 1);
+            continue;
+        }
+        if (ferry_message_err(m) != FERRY_ERR_NONE)
+            die("consume: %s", ferry_err_name(ferry_message_err(m)));
+        size_t vl;
+        ferry_message_value(m, &vl);
+        bytes += (long long)vl;
+        got++;
+        last = now_s();
+        ferry_message_destroy(m);
+    }
+    double t = now_s() - t0;
+    ferry_client_destroy(c);
+    double rps = (double)got / t, mbps = (double)bytes / t / 1e6;
+    printf("consume: read %ld records (%.0f MB) in %.2f s: %.0f records/s, %.1f MB/s\n", got, (double)bytes / 1e6, t,
+           rps, mbps);
+    printf("RESULT mode=consume records=%ld seconds=%.3f rps=%.0f mbps=%.2f fill_rps=%.0f\n", got, t, rps, mbps,
+           (double)n / tf);
+    return 0;
+}
+
+static long num(const char *s, const char *what)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || v < 0)
+        die("%s: not a non-negative integer: %s", what, s);
+    return (long)v;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.records = 200000, .size = 1024, .linger = 5, .partitions = 1, .rate = 5000, .seconds = 15,
+                     .warmup = 2, .bytes = 1LL << 30};
+    if (argc < 2)
+        die("usage: ferry_bench produce|latency|consume --brokers HOST:PORT --ca FILE [options]");
+    o.mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            die("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--brokers"))
+            o.brokers = v;
+        else if (!strcmp(a, "--ca"))
+            o.ca = v;
+        else if (!strcmp(a, "--records"))
+            o.records = num(v, a);
+        else if (!strcmp(a, "--size"))
+            o.size = num(v, a);
+        else if (!strcmp(a, "--linger"))
+            o.linger = num(v, a);
+        else if (!strcmp(a, "--partitions"))
+            o.partitions = num(v, a);
+        else if (!strcmp(a, "--rate"))
+            o.rate = num(v, a);
+        else if (!strcmp(a, "--seconds"))
+            o.seconds = num(v, a);
+        else if (!strcmp(a, "--warmup"))
+            o.warmup = num(v, a);
+        else if (!strcmp(a, "--bytes"))
+            o.bytes = num(v, a);
+        else
+            die("unknown option %s", a);
+    }
+    if (!o.brokers || !o.ca)
+        die("--brokers and --ca are required");
+    if (o.size < 1 || o.rate < 1 || o.partitions < 1)
+        die("--size, --rate and --partitions must be positive");
+    if (!strcmp(o.mode, "produce"))
+        return mode_produce(&o);
+    if (!strcmp(o.mode, "latency"))
+        return mode_latency(&o);
+    if (!strcmp(o.mode, "consume"))
+        return mode_consume(&o);
+    die("unknown mode %s", o.mode);
+}
