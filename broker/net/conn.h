@@ -40,7 +40,8 @@ void ferry_tls_ctx_free(struct ferry_tls_ctx *ctx);
 struct ferry_conn_callbacks {
     /* Connection ready: TLS handshake done (or TCP connected, plaintext). */
     void (*on_open)(struct ferry_conn *c);
-    /* One whole frame payload; the buffer is valid only during the call. */
+    /* One whole frame payload; the buffer is valid only during the call and is the receiver's scratch
+     * until it returns (the broker rewrites batch base offsets in place instead of copying). */
     void (*on_frame)(struct ferry_conn *c, const uint8_t *payload, size_t len);
     /* Exactly once per conn. status 0 = closed by ferry_conn_close; otherwise a UV error or -1 for
      * protocol/TLS failures; reason is human-readable ("frame of 99999999 bytes exceeds limit 67108864",

@@ -1,0 +1,47 @@
+/* delete_topics.c: DeleteTopics (api 3): delete each named topic, answer per topic. */
+#include "ferry_errors.h"
+#include "handlers/handlers.h"
+#include "logging.h"
+
+void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *body)
+{
+    struct ferryd *b = req->broker;
+    struct ferry_mp_reader rd = {0};
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    char msg[FERRY_MAX_ERROR_MESSAGE];
+
+    const msgpack_object_array *names = ferry_mp_array(&rd, body, "topics", 1);
+    ferry_mp_int(&rd, body, "timeout_ms", 0, 0); /* accepted; deletion is immediate on one broker */
+    if (rd.err) {
+        ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "%s", rd.errmsg);
+        return;
+    }
+    for (uint32_t i = 0; i < names->size; i++) {
+        if (names->ptr[i].type != MSGPACK_OBJECT_STR) {
+            ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "field 'topics': element %u is not a string", i);
+            return;
+        }
+    }
+    ferryd_resp_begin(req, &sb, &pk);
+    msgpack_pack_map(&pk, 1);
+    ferry_pack_key(&pk, "topics");
+    msgpack_pack_array(&pk, names->size);
+    for (uint32_t i = 0; i < names->size; i++) {
+        const char *name = names->ptr[i].via.str.ptr;
+        size_t len = names->ptr[i].via.str.size;
+        int err = ferryd_topic_name_check(name, len, msg, sizeof(msg));
+        if (err == 0)
+            err = ferryd_topics_delete(b->topics, name, len, msg, sizeof(msg));
+        if (err != 0)
+            LOG_INFO("DeleteTopics %.*s: refused (error %d): %s", (int)len, name, err, msg);
+        msgpack_pack_map(&pk, 3);
+        ferry_pack_key(&pk, "name");
+        ferry_pack_strn(&pk, name, len);
+        ferry_pack_key(&pk, "error");
+        msgpack_pack_int(&pk, err);
+        ferry_pack_key(&pk, "error_message");
+        ferryd_pack_errmsg(&pk, err != 0 ? msg : NULL);
+    }
+    ferryd_req_reply(req, &sb);
+}

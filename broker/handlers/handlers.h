@@ -1,0 +1,41 @@
+/* handlers.h: the request dispatcher and one handler per api (one file each in broker/handlers/). */
+#ifndef FERRYD_HANDLERS_H
+#define FERRYD_HANDLERS_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "proto/codec.h"
+
+/* Version string sent in ApiVersions. */
+#define FERRYD_VERSION "0.1.0"
+
+/*
+ * Routes a decoded request to its handler: UNKNOWN_API for an api we do not have,
+ * UNSUPPORTED_VERSION outside [min, max] (ApiVersions is answered at any version), INVALID_REQUEST
+ * when the body is not a map. The request is ended (now or later) by the handler.
+ */
+void ferryd_dispatch(struct ferryd_req *req, const struct ferry_request_header *h);
+
+/* The dispatch table, for ApiVersions: entry i (i < ferryd_api_count()). */
+size_t ferryd_api_count(void);
+void ferryd_api_at(size_t i, uint32_t *api, uint32_t *min_version, uint32_t *max_version);
+
+/*
+ * Handlers. body is the request's body map, valid only during the call; a handler copies what it
+ * keeps and ends req with ferryd_req_reply / ferryd_req_error / ferryd_req_drop (broker.h).
+ */
+void ferryd_handle_api_versions(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_metadata(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_create_topics(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_produce(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_fetch(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_list_offsets(struct ferryd_req *req, const msgpack_object *body);
+
+/* Packs the optional error_message field: a str, or nil when msg is NULL or empty. */
+void ferryd_pack_errmsg(msgpack_packer *pk, const char *msg);
+
+#endif
