@@ -1,0 +1,644 @@
+/* group.c: one Raft group: raft_uv for the disk, our node for the network, our fsm table for the state machine. */
+#include <assert.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fr_int.h"
+
+/*
+ * Each group has its own raft_io from raft_uv_init (the on-disk log and snapshots under
+ * data_dir/g<id>/), created with a transport that never listens or connects, and three of its
+ * methods replaced:
+ *   start  captures raft's receive callback (the node delivers this group's frames to it);
+ *   send   encodes the message onto the node's connection to the destination (node.c);
+ *   close  first fires every deferred send callback of the group, then closes raft_uv.
+ * Entries are copied into raft_malloc'd memory on propose (raft frees them); the snapshot the
+ * library stores is our 8-byte big-endian applied index followed by the fsm's bytes, so restore
+ * can tell the fsm which index it restores (the legacy fsm API does not).
+ */
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define SNAP_HDR 8
+
+/* One caller request; the raft request is the first member (raft's callbacks get its address). */
+struct fr_req {
+    union {
+        struct raft_apply apply;
+        struct raft_barrier barrier;
+        struct raft_transfer transfer;
+        struct raft_change change;
+    } u;
+    struct fr_group *g;
+    union {
+        fr_propose_cb propose;
+        fr_done_cb done;
+    } cb;
+    void *arg;
+    uint64_t member; /* add_member: the node being added */
+};
+
+const char *fr_strerror(int status)
+{
+    switch (status) {
+    case FR_OK: return "ok";
+    case FR_ERR_INVALID: return "invalid argument or state";
+    case FR_ERR_NOMEM: return "out of memory";
+    case FR_ERR_IO: return "I/O error";
+    case FR_ERR_NOT_LEADER: return "not the leader";
+    case FR_ERR_LEADERSHIP_LOST: return "leadership lost before commit";
+    case FR_ERR_SHUTDOWN: return "group closed";
+    case FR_ERR_BUSY: return "busy (another change or transfer in progress)";
+    case FR_ERR_EXISTS: return "already bootstrapped";
+    case FR_ERR_TOO_BIG: return "entry too big";
+    case FR_ERR_NOT_FOUND: return "not found";
+    case FR_ERR_CORRUPT: return "corrupt Raft data";
+    default: return "internal Raft error";
+    }
+}
+
+int fr_status_from_raft(int rv)
+{
+    switch (rv) {
+    case 0: return FR_OK;
+    case RAFT_NOMEM: return FR_ERR_NOMEM;
+    case RAFT_NOTLEADER: return FR_ERR_NOT_LEADER;
+    case RAFT_LEADERSHIPLOST: return FR_ERR_LEADERSHIP_LOST;
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED: return FR_ERR_SHUTDOWN;
+    case RAFT_CANTBOOTSTRAP: return FR_ERR_EXISTS;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY: return FR_ERR_BUSY;
+    case RAFT_CORRUPT:
+    case RAFT_MALFORMED: return FR_ERR_CORRUPT;
+    case RAFT_TOOBIG: return FR_ERR_TOO_BIG;
+    case RAFT_IOERR:
+    case RAFT_NOSPACE: return FR_ERR_IO;
+    case RAFT_BADID:
+    case RAFT_NOTFOUND: return FR_ERR_NOT_FOUND;
+    case RAFT_INVALID:
+    case RAFT_BADROLE:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS: return FR_ERR_INVALID;
+    default: return FR_ERR_INTERNAL;
+    }
+}
+
+static int raft_error(struct fr_group *g, int rv, const char *what, char *errmsg, size_t errmsg_len)
+{
+    snprintf(errmsg, errmsg_len, "raft group %s: %s: %s (%s)", g->name, what, raft_strerror(rv),
+             raft_errmsg(&g->raft));
+    return fr_status_from_raft(rv);
+}
+
+static int verbose(void)
+{
+    const char *e = getenv("FERRY_RAFT_VERBOSE");
+    return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
+}
+
+/* ---- the transport raft_uv is given: never used for traffic ---- */
+
+static int tr_init(struct raft_uv_transport *t, raft_id id, const char *address)
+{
+    (void)t;
+    (void)id;
+    (void)address;
+    return 0;
+}
+
+static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
+{
+    (void)t;
+    (void)cb;
+    return 0;
+}
+
+static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id, const char *address,
+                      raft_uv_connect_cb cb)
+{
+    (void)req;
+    (void)id;
+    (void)address;
+    (void)cb;
+    snprintf(t->errmsg, sizeof(t->errmsg), "raft/ sends through the node's peer connections");
+    return RAFT_NOCONNECTION;
+}
+
+static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
+{
+    cb(t);
+}
+
+/* ---- raft_io methods we replace ---- */
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    g->recv_cb = recv;
+    return g->uv_start(io, msecs, tick, recv);
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg, raft_io_send_cb cb)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    return fr_node_send(g->node, g, req, msg, cb);
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    g->recv_cb = NULL;
+    fr_node_flush_sends(g->node, g);
+    g->uv_close(io, cb);
+}
+
+/* ---- fsm adapter ---- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct fr_group *g = fsm->data;
+    /* The legacy layer sets last_applied after apply returns, so this entry is the next one. */
+    uint64_t index = raft_last_applied(&g->raft) + 1;
+    *result = NULL;
+    int rc = g->user.apply(g->user.data, index, buf->base, buf->len, result);
+    return rc == 0 ? 0 : RAFT_IOERR;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct fr_group *g = fsm->data;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (g->user.snapshot(g->user.data, &data, &len) != 0)
+        return RAFT_IOERR;
+    *bufs = raft_malloc(sizeof(**bufs));
+    uint8_t *p = raft_malloc(SNAP_HDR + len);
+    if (*bufs == NULL || p == NULL) {
+        raft_free(*bufs);
+        raft_free(p);
+        free(data);
+        return RAFT_NOMEM;
+    }
+    /* Taken at the commit index, which the legacy layer has applied in full. */
+    uint64_t index = raft_last_applied(&g->raft);
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(index >> (56 - 8 * i));
+    if (len > 0)
+        memcpy(p + SNAP_HDR, data, len);
+    free(data);
+    (*bufs)[0].base = p;
+    (*bufs)[0].len = SNAP_HDR + len;
+    *n_bufs = 1;
+    return 0;
+}
+
+/* On success the buffer is ours to free (the library's contract for restore). */
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct fr_group *g = fsm->data;
+    const uint8_t *p = buf->base;
+    if (buf->len < SNAP_HDR)
+        return RAFT_MALFORMED;
+    uint64_t index = 0;
+    for (int i = 0; i < 8; i++)
+        index = (index << 8) | p[i];
+    if (g->user.restore(g->user.data, index, p + SNAP_HDR, buf->len - SNAP_HDR) != 0)
+        return RAFT_MALFORMED;
+    raft_free(buf->base);
+    return 0;
+}
+
+/* After every raft step: report role and leader changes. */
+static void on_step(struct raft *r)
+{
+    struct fr_group *g = container_of(r, struct fr_group, raft);
+    if (g->user.on_role == NULL || g->state != FR_GROUP_STARTED)
+        return;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(r, &leader, &addr);
+    int is_leader = raft_state(r) == RAFT_LEADER;
+    uint64_t term = raft_current_term(r);
+    if (is_leader == g->last_is_leader && leader == g->last_leader && (!is_leader || term == g->last_term))
+        return;
+    g->last_is_leader = is_leader;
+    g->last_leader = leader;
+    g->last_term = term;
+    g->user.on_role(g->user.data, is_leader, leader, term);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_raft_closed(struct raft *r);
+
+int fr_group_open(struct fr_node *n, const struct fr_group_config *cfg, struct fr_group **out, char *errmsg,
+                  size_t errmsg_len)
+{
+    *out = NULL;
+    if (n->stopping || cfg->group_id == 0 || cfg->fsm.apply == NULL || cfg->fsm.snapshot == NULL ||
+        cfg->fsm.restore == NULL) {
+        snprintf(errmsg, errmsg_len, "raft group: bad configuration");
+        return FR_ERR_INVALID;
+    }
+    if (fr_node_find_group(n, cfg->group_id) != NULL) {
+        snprintf(errmsg, errmsg_len, "raft group %llu is already open", (unsigned long long)cfg->group_id);
+        return FR_ERR_INVALID;
+    }
+    struct fr_group *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return FR_ERR_NOMEM;
+    }
+    g->node = n;
+    g->id = cfg->group_id;
+    g->user = cfg->fsm;
+    if (cfg->name != NULL)
+        snprintf(g->name, sizeof(g->name), "%s", cfg->name);
+    else
+        snprintf(g->name, sizeof(g->name), "g%llu", (unsigned long long)g->id);
+    /* data_dir is shorter than PATH_MAX - 32 (fr_node_start checks), so this always fits. */
+    int rc = snprintf(g->dir, sizeof(g->dir), "%.*s/g%llu", PATH_MAX - 32, n->data_dir,
+                      (unsigned long long)g->id) < (int)sizeof(g->dir)
+                 ? FR_OK
+                 : FR_ERR_INVALID;
+    if (rc == FR_OK)
+        rc = fr_mkdir_p(g->dir, errmsg, errmsg_len);
+    if (rc != FR_OK)
+        goto err_after_alloc;
+
+    g->transport.version = 1; /* 0.22 rejects 0 */
+    g->transport.init = tr_init;
+    g->transport.listen = tr_listen;
+    g->transport.connect = tr_connect;
+    g->transport.close = tr_close;
+    rc = raft_uv_init(&g->io, n->loop, g->dir, &g->transport);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "raft group %s: raft_uv_init %s: %s", g->name, g->dir, g->io.errmsg);
+        rc = fr_status_from_raft(rc);
+        goto err_after_alloc;
+    }
+    raft_uv_set_segment_size(&g->io, cfg->segment_bytes ? cfg->segment_bytes : 1024 * 1024);
+    g->uv_start = g->io.start;
+    g->uv_close = g->io.close;
+    g->io.start = io_start;
+    g->io.send = io_send;
+    g->io.close = io_close;
+
+    g->fsm.version = 1;
+    g->fsm.data = g;
+    g->fsm.apply = fsm_apply;
+    g->fsm.snapshot = fsm_snapshot;
+    g->fsm.restore = fsm_restore;
+    rc = raft_init(&g->raft, &g->io, &g->fsm, n->id, n->idstr);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "raft group %s: raft_init: %s", g->name, raft_errmsg(&g->raft));
+        rc = fr_status_from_raft(rc);
+        goto err_after_uv;
+    }
+    if (!verbose())
+        g->raft.tracer = NULL;
+    raft_set_election_timeout(&g->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    raft_set_snapshot_threshold(&g->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024);
+    raft_set_snapshot_trailing(&g->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 256);
+    /* The legacy layer refuses proposals (RAFT_NOSPACE) while a majority reports less than 4 MiB of
+     * prepared segment space, sized for the library's 8 MiB segments; with our small segments that
+     * would refuse everything. Disk full is then an append error (the leader steps down). */
+    raft_set_capacity_threshold(&g->raft, 0);
+    /* A replica that was cut off must not disrupt a healthy leader when it returns. */
+    raft_set_pre_vote(&g->raft, true);
+    g->raft.legacy.step_cb = on_step;
+
+    rc = fr_node_add_group(n, g);
+    if (rc != FR_OK) {
+        /* Only out of memory gets here (duplicates were checked); raft needs an async close. */
+        snprintf(errmsg, errmsg_len, "out of memory");
+        g->close_requested = true;
+        g->state = FR_GROUP_CLOSING;
+        raft_close(&g->raft, on_raft_closed);
+        return rc;
+    }
+    g->state = FR_GROUP_OPEN;
+    *out = g;
+    return FR_OK;
+
+err_after_uv:
+    raft_uv_close(&g->io);
+err_after_alloc:
+    free(g);
+    return rc;
+}
+
+int fr_group_bootstrap(struct fr_group *g, const uint64_t *members, unsigned n_members, char *errmsg,
+                       size_t errmsg_len)
+{
+    if (g->state != FR_GROUP_OPEN || n_members == 0) {
+        snprintf(errmsg, errmsg_len, "raft group %s: bootstrap needs an unstarted group and members", g->name);
+        return FR_ERR_INVALID;
+    }
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    int rc = 0;
+    for (unsigned i = 0; i < n_members && rc == 0; i++) {
+        char idstr[FR_IDSTR_MAX];
+        snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)members[i]);
+        rc = raft_configuration_add(&conf, members[i], idstr, RAFT_VOTER);
+    }
+    if (rc != 0) {
+        raft_configuration_close(&conf);
+        snprintf(errmsg, errmsg_len, "raft group %s: bad member list: %s", g->name, raft_strerror(rc));
+        return fr_status_from_raft(rc);
+    }
+    rc = raft_bootstrap(&g->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rc == RAFT_CANTBOOTSTRAP)
+        return FR_ERR_EXISTS;
+    if (rc != 0)
+        return raft_error(g, rc, "bootstrap", errmsg, errmsg_len);
+    return FR_OK;
+}
+
+int fr_group_start(struct fr_group *g, char *errmsg, size_t errmsg_len)
+{
+    if (g->state != FR_GROUP_OPEN) {
+        snprintf(errmsg, errmsg_len, "raft group %s: already started or closing", g->name);
+        return FR_ERR_INVALID;
+    }
+    g->state = FR_GROUP_STARTED;
+    int rc = raft_start(&g->raft);
+    if (rc != 0) {
+        g->state = FR_GROUP_OPEN;
+        return raft_error(g, rc, "start", errmsg, errmsg_len);
+    }
+    return FR_OK;
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    struct fr_group *g = container_of(r, struct fr_group, raft);
+    struct fr_node *n = g->node;
+    raft_uv_close(&g->io);
+    fr_node_remove_group(n, g);
+    fr_group_close_cb cb = g->close_cb;
+    void *arg = g->close_arg;
+    if (cb != NULL)
+        cb(arg);
+    free(g);
+    fr_node_group_closed(n);
+}
+
+void fr_group_close(struct fr_group *g, fr_group_close_cb cb, void *arg)
+{
+    if (g->close_requested) {
+        if (g->close_cb == NULL) {
+            g->close_cb = cb;
+            g->close_arg = arg;
+        }
+        return;
+    }
+    g->close_requested = true;
+    g->close_cb = cb;
+    g->close_arg = arg;
+    g->state = FR_GROUP_CLOSING;
+    raft_close(&g->raft, on_raft_closed);
+}
+
+void fr_group_close_for_stop(struct fr_group *g)
+{
+    if (!g->close_requested)
+        fr_group_close(g, NULL, NULL);
+}
+
+/* ---- requests ---- */
+
+static struct fr_req *req_new(struct fr_group *g, void *arg, char *errmsg, size_t errmsg_len)
+{
+    if (g->state != FR_GROUP_STARTED) {
+        snprintf(errmsg, errmsg_len, "raft group %s: not started", g->name);
+        return NULL;
+    }
+    struct fr_req *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return NULL;
+    }
+    r->g = g;
+    r->arg = arg;
+    return r;
+}
+
+static int req_fail(struct fr_req *r, int rv, const char *what, char *errmsg, size_t errmsg_len)
+{
+    int rc = raft_error(r->g, rv, what, errmsg, errmsg_len);
+    free(r);
+    return rc;
+}
+
+static void on_applied(struct raft_apply *req, int status, void *result)
+{
+    struct fr_req *r = (struct fr_req *)req;
+    r->cb.propose(r->arg, fr_status_from_raft(status), status == 0 ? req->index : 0, result);
+    free(r);
+}
+
+int fr_group_propose(struct fr_group *g, const void *buf, size_t len, fr_propose_cb cb, void *arg, char *errmsg,
+                     size_t errmsg_len)
+{
+    if (len > FR_MAX_ENTRY_BYTES) {
+        snprintf(errmsg, errmsg_len, "raft group %s: entry of %zu bytes exceeds %u", g->name, len,
+                 FR_MAX_ENTRY_BYTES);
+        return FR_ERR_TOO_BIG;
+    }
+    struct fr_req *r = req_new(g, arg, errmsg, errmsg_len);
+    if (r == NULL)
+        return g->state != FR_GROUP_STARTED ? FR_ERR_INVALID : FR_ERR_NOMEM;
+    if (raft_state(&g->raft) != RAFT_LEADER) {
+        free(r);
+        snprintf(errmsg, errmsg_len, "raft group %s: not the leader", g->name);
+        return FR_ERR_NOT_LEADER;
+    }
+    r->cb.propose = cb;
+    struct raft_buffer b = {.base = raft_malloc(len ? len : 1), .len = len};
+    if (b.base == NULL) {
+        free(r);
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return FR_ERR_NOMEM;
+    }
+    if (len > 0)
+        memcpy(b.base, buf, len);
+    int rv = raft_apply(&g->raft, &r->u.apply, &b, 1, on_applied);
+    if (rv != 0) {
+        raft_free(b.base);
+        return req_fail(r, rv, "propose", errmsg, errmsg_len);
+    }
+    return FR_OK;
+}
+
+static void on_barrier(struct raft_barrier *req, int status)
+{
+    struct fr_req *r = (struct fr_req *)req;
+    r->cb.done(r->arg, fr_status_from_raft(status));
+    free(r);
+}
+
+int fr_group_barrier(struct fr_group *g, fr_done_cb cb, void *arg, char *errmsg, size_t errmsg_len)
+{
+    struct fr_req *r = req_new(g, arg, errmsg, errmsg_len);
+    if (r == NULL)
+        return g->state != FR_GROUP_STARTED ? FR_ERR_INVALID : FR_ERR_NOMEM;
+    r->cb.done = cb;
+    int rv = raft_barrier(&g->raft, &r->u.barrier, on_barrier);
+    if (rv != 0)
+        return req_fail(r, rv, "barrier", errmsg, errmsg_len);
+    return FR_OK;
+}
+
+static void on_transfer(struct raft_transfer *req)
+{
+    struct fr_req *r = (struct fr_req *)req;
+    struct fr_group *g = r->g;
+    int status = g->state == FR_GROUP_CLOSING           ? FR_ERR_SHUTDOWN
+                 : raft_state(&g->raft) != RAFT_LEADER ? FR_OK
+                                                       : FR_ERR_BUSY;
+    r->cb.done(r->arg, status);
+    free(r);
+}
+
+int fr_group_transfer(struct fr_group *g, uint64_t target, fr_done_cb cb, void *arg, char *errmsg,
+                      size_t errmsg_len)
+{
+    struct fr_req *r = req_new(g, arg, errmsg, errmsg_len);
+    if (r == NULL)
+        return g->state != FR_GROUP_STARTED ? FR_ERR_INVALID : FR_ERR_NOMEM;
+    r->cb.done = cb;
+    int rv = raft_transfer(&g->raft, &r->u.transfer, target, on_transfer);
+    if (rv != 0)
+        return req_fail(r, rv, "transfer", errmsg, errmsg_len);
+    return FR_OK;
+}
+
+static void on_change_done(struct raft_change *req, int status)
+{
+    struct fr_req *r = (struct fr_req *)req;
+    r->cb.done(r->arg, fr_status_from_raft(status));
+    free(r);
+}
+
+/* add_member, step 1 done (added as a spare): promote to voter (raft catches it up first). */
+static void on_member_added(struct raft_change *req, int status)
+{
+    struct fr_req *r = (struct fr_req *)req;
+    struct fr_group *g = r->g;
+    if (status == 0 && g->state == FR_GROUP_STARTED) {
+        memset(&r->u.change, 0, sizeof(r->u.change));
+        int rv = raft_assign(&g->raft, &r->u.change, r->member, RAFT_VOTER, on_change_done);
+        if (rv == 0)
+            return;
+        status = rv;
+    }
+    r->cb.done(r->arg, status == 0 ? FR_ERR_SHUTDOWN : fr_status_from_raft(status));
+    free(r);
+}
+
+int fr_group_add_member(struct fr_group *g, uint64_t id, fr_done_cb cb, void *arg, char *errmsg,
+                        size_t errmsg_len)
+{
+    struct fr_req *r = req_new(g, arg, errmsg, errmsg_len);
+    if (r == NULL)
+        return g->state != FR_GROUP_STARTED ? FR_ERR_INVALID : FR_ERR_NOMEM;
+    r->cb.done = cb;
+    r->member = id;
+    char idstr[FR_IDSTR_MAX];
+    snprintf(idstr, sizeof(idstr), "%llu", (unsigned long long)id);
+    int rv = raft_add(&g->raft, &r->u.change, id, idstr, on_member_added);
+    if (rv != 0)
+        return req_fail(r, rv, "add member", errmsg, errmsg_len);
+    return FR_OK;
+}
+
+int fr_group_remove_member(struct fr_group *g, uint64_t id, fr_done_cb cb, void *arg, char *errmsg,
+                           size_t errmsg_len)
+{
+    struct fr_req *r = req_new(g, arg, errmsg, errmsg_len);
+    if (r == NULL)
+        return g->state != FR_GROUP_STARTED ? FR_ERR_INVALID : FR_ERR_NOMEM;
+    r->cb.done = cb;
+    int rv = raft_remove(&g->raft, &r->u.change, id, on_change_done);
+    if (rv != 0)
+        return req_fail(r, rv, "remove member", errmsg, errmsg_len);
+    return FR_OK;
+}
+
+/* ---- state ---- */
+
+int fr_group_is_leader(const struct fr_group *g)
+{
+    return g->state == FR_GROUP_STARTED && raft_state((struct raft *)&g->raft) == RAFT_LEADER;
+}
+
+uint64_t fr_group_leader(const struct fr_group *g, const char **address)
+{
+    raft_id id = 0;
+    const char *a = NULL;
+    if (g->state == FR_GROUP_STARTED)
+        raft_leader((struct raft *)&g->raft, &id, &a);
+    if (address != NULL) {
+        *address = NULL;
+        if (id == g->node->id) {
+            *address = g->node->addr;
+        } else if (id != 0) {
+            struct fr_peer *p = fr_node_find_peer(g->node, id);
+            if (p != NULL && p->port > 0)
+                *address = p->addr;
+        }
+    }
+    return id;
+}
+
+uint64_t fr_group_id(const struct fr_group *g)
+{
+    return g->id;
+}
+
+const char *fr_group_name(const struct fr_group *g)
+{
+    return g->name;
+}
+
+uint64_t fr_group_term(const struct fr_group *g)
+{
+    return raft_current_term(&g->raft);
+}
+
+uint64_t fr_group_commit_index(const struct fr_group *g)
+{
+    return raft_commit_index(&g->raft);
+}
+
+uint64_t fr_group_applied_index(const struct fr_group *g)
+{
+    return raft_last_applied((struct raft *)&g->raft);
+}
+
+uint64_t fr_group_last_index(const struct fr_group *g)
+{
+    return raft_last_index((struct raft *)&g->raft);
+}
+
+unsigned fr_group_members(const struct fr_group *g, uint64_t *ids, unsigned cap, unsigned *voters)
+{
+    const struct raft_configuration *c = &g->raft.configuration;
+    unsigned v = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (i < cap)
+            ids[i] = c->servers[i].id;
+        if (c->servers[i].role == RAFT_VOTER)
+            v++;
+    }
+    if (voters != NULL)
+        *voters = v;
+    return c->n;
+}
