@@ -20,6 +20,7 @@ struct ferryd {
     uv_tcp_t listener;
     uv_timer_t roll_timer;
     uv_timer_t retention_timer;
+    uv_timer_t conn_timer; /* handshake and idle deadlines of connections (server.c); with the listener */
     char bound_host[64]; /* the address actually bound (listen may ask for port 0) */
     int bound_port;
     char advertised_host[256]; /* what Metadata tells clients */

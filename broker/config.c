@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "logging.h"
 #include "proto/batch.h"
 #include "proto/limits.h"
 
@@ -65,9 +66,17 @@ static const struct cfg_entry cfg_table[] = {
      "`required` = mutual TLS: clients must present a certificate signed by `tls.ca.file`."},
     {"tls.min.version", CFG_ENUM, "1.3", 0, 0, 0, "1.3|1.2", NULL, 0, OFF(tls_min_version), NULL,
      "Oldest TLS version accepted."},
-    {"max.connections", CFG_INT, NULL, 1024, 1, 1000000, NULL, NULL, 0, OFF(max_connections), NULL,
-     "Client connections served at once. Past it a new connection is accepted and closed at once, with a "
-     "logged reason."},
+    {"max.connections", CFG_INT, NULL, 1024, 1, FERRY_MAX_CONNECTIONS, NULL, NULL, 0, OFF(max_connections), NULL,
+     "Client connections served at once (at most FERRY_MAX_CONNECTIONS). Past it a new connection is accepted "
+     "and closed at once, without a response, with a logged reason."},
+    {"connections.handshake.timeout.ms", CFG_DURATION, NULL, 10000, 10, 3600000, NULL, "ms", 0,
+     OFF(connections_handshake_timeout_ms), NULL,
+     "A connection that has not completed its TLS handshake and sent its first request this long after "
+     "being accepted is closed, with a logged reason."},
+    {"connections.max.idle.ms", CFG_DURATION, NULL, 600000, 10, 7 * DAY_MS, NULL, "ms", 0,
+     OFF(connections_max_idle_ms), NULL,
+     "A connection with no request in flight and no response queued is closed after this long without "
+     "traffic (a parked long-poll Fetch is not idle), with a logged reason."},
     {"num.partitions", CFG_INT, NULL, 1, 1, FERRY_MAX_PARTITIONS_PER_TOPIC, NULL, NULL, 0, OFF(num_partitions), NULL,
      "Partitions of a topic created with `partitions = -1`."},
     {"segment.bytes", CFG_SIZE, NULL, GIB, 4096, INT32_MAX, NULL, "bytes", 1, OFF(segment_bytes), NULL,
@@ -612,6 +621,8 @@ void ferryd_config_log_config(const struct ferryd_config *c, struct ferry_log_co
     out->retention_ms = c->retention_ms;
     out->retention_bytes = c->retention_bytes;
     out->index_interval_bytes = (uint32_t)c->log_index_interval_bytes;
+    out->msg_fn = ferryd_log_storage_msg; /* storage messages follow log.level and log.format */
+    out->msg_opaque = NULL;
 }
 
 int ferryd_config_topic_value(const char *key, const char *value, int64_t *out, char *errmsg, size_t errmsg_len)

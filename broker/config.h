@@ -29,6 +29,8 @@ struct ferryd_config {
     int tls_client_auth; /* enum ferryd_client_auth */
     int tls_min_version; /* enum ferryd_tls_version */
     int64_t max_connections;
+    int64_t connections_handshake_timeout_ms;
+    int64_t connections_max_idle_ms;
     int64_t num_partitions;
     int64_t segment_bytes;
     int64_t segment_ms;

@@ -85,3 +85,9 @@ void ferryd_log(int level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w; /* nowhere to report a failure to write the log */
 }
+
+void ferryd_log_storage_msg(void *opaque, int level, const char *msg)
+{
+    (void)opaque;
+    ferryd_log(level, "storage: %s", msg);
+}

@@ -20,6 +20,9 @@ int ferryd_log_enabled(int level);
  */
 void ferryd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A struct ferry_log_config msg_fn: storage messages go through ferryd_log at their level. */
+void ferryd_log_storage_msg(void *opaque, int level, const char *msg);
+
 #define LOG_ERROR(...) ferryd_log(FERRYD_LOG_ERROR, __VA_ARGS__)
 #define LOG_WARN(...) ferryd_log(FERRYD_LOG_WARN, __VA_ARGS__)
 #define LOG_INFO(...) ferryd_log(FERRYD_LOG_INFO, __VA_ARGS__)

@@ -4,18 +4,11 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ferry_errors.h"
 #include "logging.h"
 #include "proto/batch.h"
-
-int64_t ferryd_wallclock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "proto/clock.h"
 
 int ferryd_partition_open(struct ferryd_partition_env *env, const char *dir, const char *label, int32_t id,
                           const struct ferry_log_config *cfg, struct ferryd_partition **out, char *errmsg,
@@ -103,7 +96,8 @@ static void sync_after(uv_work_t *work, int status)
     assert(env->syncs_in_flight > 0);
     env->syncs_in_flight--;
 
-    if (rc != 0) {
+    if (rc != 0 && ferry_log_failed(p->log)) {
+        /* An fsync was attempted and failed: the page cache may have dropped what it covered. */
         char msg[512];
         snprintf(msg, sizeof(msg), "partition %s: fsync failed: %s", p->label, uv_strerror(rc));
         p->read_only = 1;
@@ -111,6 +105,10 @@ static void sync_after(uv_work_t *work, int status)
                   "restarted and recovers the log from disk)",
                   msg);
         complete_waiters(p, FERRY_ERR_STORAGE_ERROR, msg);
+    } else if (rc != 0) {
+        /* Nothing was fsynced (dup of a descriptor failed, the pool refused the work): the log kept its
+         * dirtiness, so waiters stay queued and the housekeeping timer retries within a second. */
+        LOG_WARN("partition %s: could not start an fsync (%s); retrying within a second", p->label, uv_strerror(rc));
     } else {
         complete_waiters(p, 0, NULL);
         if (ferry_log_durable_offset(p->log) > before)
@@ -118,8 +116,8 @@ static void sync_after(uv_work_t *work, int status)
     }
     if (p->dead)
         destroy_dead(p);
-    else
-        ferryd_partition_kick(p);
+    else if (rc == 0)
+        ferryd_partition_kick(p); /* after a failure the timer retries: no busy loop */
     if (env->syncs_in_flight == 0 && env->on_sync_idle != NULL)
         env->on_sync_idle(env->on_sync_idle_arg);
 }
@@ -130,7 +128,11 @@ void ferryd_partition_kick(struct ferryd_partition *p)
         return;
     p->sync = ferry_log_sync_begin(p->log);
     if (p->sync == NULL) {
-        complete_waiters(p, 0, NULL); /* nothing dirty: everything appended is durable */
+        /* Nothing dirty, or no memory for the handle (dirtiness is then kept, and the housekeeping
+         * timer kicks again within a second; queued waiters wait for it). */
+        if (ferry_log_durable_offset(p->log) < ferry_log_end_offset(p->log))
+            LOG_WARN("partition %s: out of memory starting an fsync; retrying within a second", p->label);
+        complete_waiters(p, 0, NULL);
         return;
     }
     p->work.data = p;
@@ -155,7 +157,13 @@ int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t l
     int rc = ferry_batch_validate(batch, len, max_bytes, &h, errmsg, errmsg_len);
     if (rc != 0)
         return rc;
-    rc = ferry_log_append(p->log, batch, len, ferryd_wallclock_ms(), base_offset, why, sizeof(why));
+    /* Every record must parse and match the header (count, offset deltas): a stored batch that does
+     * not would stop every consumer at it. One pass, no allocation per record. */
+    rc = ferry_batch_check_records(batch, len, &h, errmsg, errmsg_len);
+    if (rc != 0)
+        return rc;
+    ferry_batch_set_leader_epoch(batch, 0); /* a single broker: epoch 0 (docs/protocol.md) */
+    rc = ferry_log_append(p->log, batch, len, ferry_wallclock_ms(), base_offset, why, sizeof(why));
     if (rc != 0) {
         p->read_only = 1;
         LOG_ERROR("partition %s: append failed: %s; the partition is now READ-ONLY until a restart", p->label, why);
@@ -171,14 +179,15 @@ int ferryd_partition_wait(struct ferryd_partition *p, struct ferryd_waiter *w)
 {
     if (w->offset <= ferry_log_durable_offset(p->log))
         return 1;
-    assert(p->sync != NULL || p->read_only); /* an append started a sync */
+    /* Usually the append started a sync; if it could not (out of memory, no descriptor), the
+     * housekeeping timer retries and w waits for that. */
     w->next = NULL;
     if (p->wait_tail != NULL)
         p->wait_tail->next = w;
     else
         p->wait_head = w;
     p->wait_tail = w;
-    if (p->sync == NULL) /* read-only: nothing will ever make it durable */
+    if (p->read_only) /* nothing will ever make it durable */
         complete_waiters(p, FERRY_ERR_STORAGE_ERROR, "partition is read-only after a storage error");
     return 0;
 }
@@ -211,7 +220,7 @@ void ferryd_partition_unwatch(struct ferryd_watch *w)
 void ferryd_partition_housekeeping(struct ferryd_partition *p, int retention)
 {
     char why[256];
-    int64_t now = ferryd_wallclock_ms();
+    int64_t now = ferry_wallclock_ms();
     if (p->read_only || p->dead)
         return;
     if (retention) {

@@ -15,9 +15,11 @@
  * waiter whose offset is now durable, wakes the watchers, and starts the next sync if more was
  * appended meanwhile. Many produces therefore share one fsync; at most one sync per partition.
  *
- * A failed append or sync makes the partition read-only (later produces get STORAGE_ERROR) and is
+ * A failed append, or a sync whose fsync was attempted and failed, makes the partition read-only (later produces get STORAGE_ERROR) and is
  * logged as such: the page cache may hold bytes the disk does not, so only a restart (which
- * recovers the log from disk) can make it writable again.
+ * recovers the log from disk) can make it writable again. A sync that could not start (no memory
+ * for its handle, a failed dup of a descriptor) leaves the partition writable and its waiters
+ * queued; ferryd_partition_kick, called every second by the housekeeping timer, retries it.
  */
 
 /* What every partition of a broker shares. */
@@ -63,17 +65,15 @@ struct ferryd_partition {
     void *on_deleted_arg;
 };
 
-/* Milliseconds since the Unix epoch (record timestamps, segment age, retention). */
-int64_t ferryd_wallclock_ms(void);
-
 /* Opens (recovering) the log in dir. Returns 0, or a ferry_err_t with errmsg naming the partition. */
 int ferryd_partition_open(struct ferryd_partition_env *env, const char *dir, const char *label, int32_t id,
                           const struct ferry_log_config *cfg, struct ferryd_partition **out, char *errmsg,
                           size_t errmsg_len);
 
 /*
- * Validates one record batch (ferry_batch_validate with max_bytes) and appends it; the batch's
- * header is rewritten in place with its base offset. Starts a sync if none is running.
+ * Validates one record batch (ferry_batch_validate with max_bytes, then every record with
+ * ferry_batch_check_records) and appends it; the batch's header is rewritten in place with its base
+ * offset and leader epoch 0. Starts a sync if none is running.
  * Returns 0 with *base_offset and *next_offset (offset after its last record), or a ferry_err_t
  * (CORRUPT_BATCH, BATCH_TOO_LARGE, ..., STORAGE_ERROR) with errmsg filled.
  */

@@ -20,11 +20,41 @@ struct ferryd_client {
     struct ferryd_client *prev, *next;
     struct ferryd_req *reqs; /* requests not yet answered */
     uint32_t inflight;
-    int paused;
+    int paused;  /* reads stopped: too many requests in flight, too much output queued, or stopping */
     int served;  /* counted against max.connections */
     int closing; /* ferry_conn_close called: nothing more is sent */
+    int got_request;       /* a first frame arrived (ends the handshake deadline) */
+    uint64_t accepted_ms;  /* uv_now at accept */
+    uint64_t last_active_ms; /* uv_now of the last frame received or response sent */
     char peer[64];
 };
+
+/*
+ * Reads stop while the connection has FERRY_MAX_INFLIGHT_PER_CONNECTION unanswered requests or more
+ * than FERRY_MAX_PENDING_OUTPUT_BYTES of responses queued for the socket, and resume when both are
+ * below (output: on_drain once half of the cap is written). Never resumed once the broker stops.
+ */
+static int client_must_pause(const struct ferryd_client *cl)
+{
+    return cl->inflight >= FERRY_MAX_INFLIGHT_PER_CONNECTION ||
+           ferry_conn_pending_bytes(cl->conn) > FERRY_MAX_PENDING_OUTPUT_BYTES;
+}
+
+static void client_update_pause(struct ferryd_client *cl)
+{
+    if (cl->closing || cl->conn == NULL || cl->b->stopping)
+        return;
+    int want = client_must_pause(cl);
+    if (want && !cl->paused) {
+        LOG_DEBUG("connection %s: %u requests in flight, %zu response bytes queued; pausing reads", cl->peer,
+                  cl->inflight, ferry_conn_pending_bytes(cl->conn));
+        cl->paused = 1;
+        ferry_conn_pause(cl->conn);
+    } else if (!want && cl->paused) {
+        cl->paused = 0;
+        ferry_conn_resume(cl->conn);
+    }
+}
 
 /* ---- requests ---- */
 
@@ -46,7 +76,7 @@ static struct ferryd_req *req_new(struct ferryd_client *cl, uint32_t api, uint32
     return req;
 }
 
-/* Unlinks and frees req; resumes a connection paused by the in-flight cap. */
+/* Unlinks and frees req; resumes a connection paused by the in-flight cap (if its output allows). */
 static void req_end(struct ferryd_req *req)
 {
     struct ferryd_client *cl = req->client;
@@ -58,10 +88,8 @@ static void req_end(struct ferryd_req *req)
         if (req->next != NULL)
             req->next->prev = req->prev;
         cl->inflight--;
-        if (cl->paused && !cl->b->stopping && !cl->closing && cl->inflight < FERRY_MAX_INFLIGHT_PER_CONNECTION) {
-            cl->paused = 0;
-            ferry_conn_resume(cl->conn);
-        }
+        if (cl->paused)
+            client_update_pause(cl);
     }
     free(req);
 }
@@ -80,6 +108,7 @@ static void req_send(struct ferryd_req *req, const msgpack_sbuffer *sb)
     struct ferryd_client *cl = req->client;
     if (cl == NULL || cl->closing || cl->conn == NULL)
         return;
+    cl->last_active_ms = uv_now(cl->b->loop);
     int rc = ferry_conn_send(cl->conn, sb->data, sb->size);
     if (rc != 0) {
         LOG_WARN("connection %s: send failed: %s; closing it", cl->peer, uv_strerror(rc));
@@ -176,6 +205,8 @@ static void on_frame(struct ferry_conn *c, const uint8_t *payload, size_t len)
 
     if (cl->closing)
         return;
+    cl->got_request = 1;
+    cl->last_active_ms = uv_now(b->loop);
     if (ferry_msg_unpack(payload, len, &m, why, sizeof(why)) != 0) {
         LOG_WARN("connection %s: closing: undecodable frame of %zu bytes: %s", cl->peer, len, why);
         client_close(cl, why);
@@ -204,11 +235,17 @@ static void on_frame(struct ferry_conn *c, const uint8_t *payload, size_t len)
         ferryd_dispatch(req, &h);
     }
     ferry_msg_destroy(&m);
-    if (!cl->paused && !cl->closing && cl->inflight >= FERRY_MAX_INFLIGHT_PER_CONNECTION) {
-        LOG_DEBUG("connection %s: %u requests in flight; pausing reads", cl->peer, cl->inflight);
-        cl->paused = 1;
-        ferry_conn_pause(c);
-    }
+    /* Pausing here stops delivery at once, even of frames already read in the same chunk. */
+    if (!cl->paused)
+        client_update_pause(cl);
+}
+
+/* Enough of the queued output was written: reading may resume (unless requests still pile up). */
+static void on_drain(struct ferry_conn *c)
+{
+    struct ferryd_client *cl = ferry_conn_data(c);
+    if (cl->paused)
+        client_update_pause(cl);
 }
 
 static void on_close(struct ferry_conn *c, int status, const char *reason)
@@ -249,7 +286,8 @@ static void on_close(struct ferry_conn *c, int status, const char *reason)
     ferryd_stop_progress(b);
 }
 
-static const struct ferry_conn_callbacks conn_callbacks = {on_open, on_frame, on_close};
+static const struct ferry_conn_callbacks conn_callbacks = {
+    .on_open = on_open, .on_frame = on_frame, .on_close = on_close, .on_drain = on_drain};
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -271,6 +309,9 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     snprintf(cl->peer, sizeof(cl->peer), "%s", ferry_conn_peer(cl->conn));
+    ferry_conn_set_drain_mark(cl->conn, FERRY_MAX_PENDING_OUTPUT_BYTES / 2);
+    cl->accepted_ms = uv_now(b->loop);
+    cl->last_active_ms = cl->accepted_ms;
     cl->next = b->clients;
     if (b->clients != NULL)
         b->clients->prev = cl;
@@ -281,6 +322,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (b->nserved >= (uint32_t)b->cfg->max_connections) {
+        /* Closed without a response: nothing has been read, so there is no request to answer. */
         LOG_WARN("connection %s refused: max.connections=%lld reached", cl->peer, (long long)b->cfg->max_connections);
         client_close(cl, "too many connections (max.connections)");
         return;
@@ -288,6 +330,51 @@ static void on_connection(uv_stream_t *server, int status)
     cl->served = 1;
     b->nserved++;
     LOG_DEBUG("connection %s accepted (%u open)", cl->peer, b->nserved);
+}
+
+/*
+ * Connection deadlines, checked by one sweep over every connection (cheaper than a timer each):
+ *  - connections.handshake.timeout.ms from accept until the first request frame (so it covers the
+ *    TLS handshake too);
+ *  - connections.max.idle.ms since the last frame in or response out, for a connection with no
+ *    request in flight and no output queued (a parked long poll is not idle).
+ */
+static void on_conn_sweep(uv_timer_t *t)
+{
+    struct ferryd *b = t->data;
+    uint64_t now = uv_now(b->loop);
+    uint64_t hs = (uint64_t)b->cfg->connections_handshake_timeout_ms;
+    uint64_t idle = (uint64_t)b->cfg->connections_max_idle_ms;
+    struct ferryd_client *cl = b->clients;
+    while (cl != NULL) {
+        struct ferryd_client *next = cl->next; /* client_close never frees synchronously */
+        if (cl->closing || cl->conn == NULL) {
+            cl = next;
+            continue;
+        }
+        if (!cl->got_request && now - cl->accepted_ms >= hs) {
+            LOG_INFO("connection %s closed: no request within connections.handshake.timeout.ms=%llu (TLS handshake "
+                     "or first request not completed)",
+                     cl->peer, (unsigned long long)hs);
+            client_close(cl, "handshake timeout");
+        } else if (cl->got_request && cl->inflight == 0 && ferry_conn_pending_bytes(cl->conn) == 0 &&
+                   now - cl->last_active_ms >= idle) {
+            LOG_INFO("connection %s closed: idle for connections.max.idle.ms=%llu", cl->peer,
+                     (unsigned long long)idle);
+            client_close(cl, "idle timeout");
+        }
+        cl = next;
+    }
+}
+
+/* The sweep runs at a quarter of the shorter deadline, between 10 ms and 1 s. */
+static uint64_t conn_sweep_interval(const struct ferryd_config *cfg)
+{
+    int64_t shortest = cfg->connections_handshake_timeout_ms < cfg->connections_max_idle_ms
+                           ? cfg->connections_handshake_timeout_ms
+                           : cfg->connections_max_idle_ms;
+    int64_t every = shortest / 4;
+    return (uint64_t)(every < 10 ? 10 : every > 1000 ? 1000 : every);
 }
 
 /* Writes "host:port\n" to path atomically (tmp + rename). */
@@ -342,6 +429,10 @@ int ferryd_server_listen(struct ferryd *b, char *errmsg, size_t errmsg_len)
     }
     b->listener.data = b;
     b->listening = 1;
+    uv_timer_init(b->loop, &b->conn_timer);
+    b->conn_timer.data = b;
+    uint64_t every = conn_sweep_interval(b->cfg);
+    uv_timer_start(&b->conn_timer, on_conn_sweep, every, every);
     if ((rc = uv_tcp_bind(&b->listener, (const struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&b->listener, 511, on_connection)) != 0) {
         snprintf(errmsg, errmsg_len, "listen on %s: %s", b->cfg->listen, uv_strerror(rc));
@@ -378,6 +469,7 @@ void ferryd_server_stop_accepting(struct ferryd *b)
         return;
     b->listening = 0;
     uv_close((uv_handle_t *)&b->listener, NULL);
+    uv_close((uv_handle_t *)&b->conn_timer, NULL);
 }
 
 void ferryd_server_quiesce(struct ferryd *b)

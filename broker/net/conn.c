@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conn_int.h"
+#include "proto/varint.h"
 
 /*
  * How the pieces fit (the contract is in conn.h):
@@ -79,11 +80,6 @@ void conn_buf_release(struct conn_buf *b)
     b->base = NULL;
     b->len = 0;
     b->cap = 0;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
 /* ---- lifecycle ---- */
@@ -345,7 +341,7 @@ size_t conn_feed(struct ferry_conn *c, const uint8_t *p, size_t n)
             continue;
         }
         if (c->hdr_have == 0 && left >= 4) {
-            uint32_t len = be32(q);
+            uint32_t len = ferry_be32_get(q);
             if (conn_frame_check(c, len) != 0)
                 return used;
             if (left - 4 >= len) {
@@ -366,7 +362,7 @@ size_t conn_feed(struct ferry_conn *c, const uint8_t *p, size_t n)
         c->hdr_have += take;
         used += take;
         if (c->hdr_have == 4) {
-            uint32_t len = be32(c->hdr);
+            uint32_t len = ferry_be32_get(c->hdr);
             c->hdr_have = 0;
             if (conn_frame_check(c, len) != 0 || conn_frame_begin(c, len) != 0)
                 return used;
@@ -431,6 +427,8 @@ static void on_write(uv_write_t *req, int status)
     }
     /* Everything queued while this write was in flight goes out as the next single write. */
     conn_flush(c);
+    if (c->cb.on_drain != NULL && !c->close_requested && ferry_conn_pending_bytes(c) <= c->drain_mark)
+        c->cb.on_drain(c);
 }
 
 static void conn_flush(struct ferry_conn *c)
@@ -672,7 +670,7 @@ int ferry_conn_send(struct ferry_conn *c, const void *frame, size_t len)
     const uint8_t *p = frame;
     if (c->close_requested)
         return UV_EPIPE;
-    if (p == NULL || len < 5 || (uint64_t)be32(p) != (uint64_t)len - 4)
+    if (p == NULL || len < 5 || (uint64_t)ferry_be32_get(p) != (uint64_t)len - 4)
         return UV_EINVAL;
     int rc = c->ops->send(c, p, len);
     if (rc != 0)
@@ -685,6 +683,11 @@ int ferry_conn_send(struct ferry_conn *c, const void *frame, size_t len)
 size_t ferry_conn_pending_bytes(const struct ferry_conn *c)
 {
     return c->out.len + c->wr.len + c->ops->queued(c);
+}
+
+void ferry_conn_set_drain_mark(struct ferry_conn *c, size_t mark)
+{
+    c->drain_mark = mark;
 }
 
 void ferry_conn_pause(struct ferry_conn *c)

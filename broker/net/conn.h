@@ -47,6 +47,10 @@ struct ferry_conn_callbacks {
      * protocol/TLS failures; reason is human-readable ("frame of 99999999 bytes exceeds limit 67108864",
      * "TLS: certificate verify failed"). */
     void (*on_close)(struct ferry_conn *c, int status, const char *reason);
+    /* Optional (NULL = not told): runs after a socket write completes once ferry_conn_pending_bytes()
+     * is at or below the drain mark (ferry_conn_set_drain_mark, default 0), so an owner that stopped
+     * reading because too much output was queued can resume. Not called after a close request. */
+    void (*on_drain)(struct ferry_conn *c);
 };
 
 /*
@@ -75,6 +79,8 @@ int ferry_conn_send(struct ferry_conn *c, const void *frame, size_t len);
 
 /* Bytes queued but not yet written to the socket (for backpressure). */
 size_t ferry_conn_pending_bytes(const struct ferry_conn *c);
+/* on_drain runs when pending bytes are at or below mark after a write (default 0). */
+void ferry_conn_set_drain_mark(struct ferry_conn *c, size_t mark);
 
 /* Stop / restart delivering frames (e.g. too many requests in flight). */
 void ferry_conn_pause(struct ferry_conn *c);

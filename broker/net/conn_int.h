@@ -66,6 +66,7 @@ struct ferry_conn {
     struct ferry_conn_callbacks cb;
     void *data;
     size_t max_frame;
+    size_t drain_mark; /* on_drain when pending bytes fall to this */
     enum conn_state state;
 
     unsigned close_requested : 1; /* no more input, sends or on_open; output may still flush */

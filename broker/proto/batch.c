@@ -601,12 +601,10 @@ err_free_dctx:
     return rc;
 }
 
-int ferry_batch_reader_init(struct ferry_batch_reader *r, const uint8_t *batch, size_t len)
+/* Points r at the (decompressed) record area of a batch whose header r->header holds, validated. */
+static int reader_open_area(struct ferry_batch_reader *r, const uint8_t *batch, size_t len)
 {
-    memset(r, 0, sizeof *r);
-    int rc = ferry_batch_validate(batch, len, FERRY_MAX_BATCH_BYTES, &r->header, r->errmsg, sizeof r->errmsg);
-    if (rc)
-        return rc;
+    int rc;
     const uint8_t *area = batch + FERRY_BATCH_HEADER_SIZE;
     size_t area_len = len - FERRY_BATCH_HEADER_SIZE;
     switch (r->header.attributes & FERRY_BATCH_COMPRESSION_MASK) {
@@ -627,6 +625,36 @@ int ferry_batch_reader_init(struct ferry_batch_reader *r, const uint8_t *batch, 
         return rc;
     r->area = r->scratch;
     return 0;
+}
+
+int ferry_batch_reader_init(struct ferry_batch_reader *r, const uint8_t *batch, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    int rc = ferry_batch_validate(batch, len, FERRY_MAX_BATCH_BYTES, &r->header, r->errmsg, sizeof r->errmsg);
+    if (rc)
+        return rc;
+    return reader_open_area(r, batch, len);
+}
+
+int ferry_batch_check_records(const uint8_t *batch, size_t len, const struct ferry_batch_header *h, char *errmsg,
+                              size_t errmsg_len)
+{
+    struct ferry_batch_reader r;
+    struct ferry_record_view rec;
+    memset(&r, 0, sizeof r);
+    r.header = *h;
+    int rc = reader_open_area(&r, batch, len);
+    if (rc == 0) {
+        while ((rc = ferry_batch_reader_next(&r, &rec)) == 1)
+            ;
+        rc = rc < 0 ? -rc : 0; /* 0: exactly record_count records, nothing after them */
+    }
+    if (rc < 0) /* a local code (out of memory) is not the producer's fault */
+        set_err(errmsg, errmsg_len, "checking the batch's records: %s", r.errmsg[0] ? r.errmsg : "out of memory");
+    else if (rc > 0)
+        set_err(errmsg, errmsg_len, "batch records do not match its header: %s", r.errmsg);
+    ferry_batch_reader_free(&r);
+    return rc < 0 ? FERRY_ERR_UNKNOWN : rc;
 }
 
 void ferry_batch_reader_free(struct ferry_batch_reader *r)

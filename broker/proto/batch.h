@@ -117,6 +117,17 @@ int ferry_batch_peek_length(const uint8_t *buf, size_t len, size_t *batch_len);
 int ferry_batch_validate(const uint8_t *buf, size_t len, size_t max_bytes, struct ferry_batch_header *out,
                          char *errmsg, size_t errmsg_len);
 
+/*
+ * The broker's second check, after ferry_batch_validate filled h: decompresses the record area
+ * (bounded by FERRY_MAX_DECOMPRESSED_BYTES; one scratch buffer for the batch) and walks every
+ * record exactly as a consumer will (ferry_batch_reader_next, no allocation per record): exactly
+ * h->record_count records with offset deltas 0..count-1, each well formed, nothing after them.
+ * Returns 0, or CORRUPT_BATCH / INVALID_RECORD / LIMIT_EXCEEDED (UNKNOWN when out of memory)
+ * with errmsg saying which record and why.
+ */
+int ferry_batch_check_records(const uint8_t *batch, size_t len, const struct ferry_batch_header *h, char *errmsg,
+                              size_t errmsg_len);
+
 /* ---- building (client side) ---- */
 struct ferry_batch_builder; /* opaque: accumulates records, then seals into one batch buffer */
 struct ferry_batch_builder *ferry_batch_builder_new(int compression, int64_t producer_id,

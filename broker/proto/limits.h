@@ -63,6 +63,18 @@
  * broker stops reading that connection until responses drain (backpressure, not an error). */
 #define FERRY_MAX_INFLIGHT_PER_CONNECTION 1024
 
+/* Response bytes the broker queues on one connection before it stops reading that connection's
+ * requests (reading resumes once half of it has been written). A client that pipelines requests
+ * without reading answers would otherwise make the broker buffer without bound. 16 MiB keeps
+ * several large fetch responses in the pipe; per connection the queue stays below this plus one
+ * response (at most FERRY_MAX_FRAME_BYTES) plus the answers of requests already parked. */
+#define FERRY_MAX_PENDING_OUTPUT_BYTES (16u * 1024 * 1024)
+
+/* Connections a broker serves at once (the maximum of max.connections). Each costs a descriptor,
+ * about 1 KiB of state, up to ~70 KiB of TLS state and its buffers; 65536 stays far below common
+ * descriptor limits and keeps the per-second idle sweep over every connection cheap. */
+#define FERRY_MAX_CONNECTIONS 65536
+
 /* Fetch responses are capped regardless of what the client asks for. */
 #define FERRY_MAX_FETCH_BYTES (32u * 1024 * 1024)
 

@@ -23,6 +23,7 @@ int ferry_log_push_segment(struct ferry_log *log, struct ferry_segment *s)
         log->segs = p;
         log->segs_cap = cap;
     }
+    s->cfg = &log->cfg;
     log->segs[log->nsegs++] = s;
     return 0;
 }
@@ -117,7 +118,7 @@ static int recover_segments(struct ferry_log *log, const int64_t *bases, size_t 
     }
     while (log->nsegs > 1 && ferry_log_active(log)->size == 0) {
         struct ferry_segment *s = ferry_log_active(log);
-        fprintf(stderr, "ferry: %s: removing empty trailing segment\n", s->log_path);
+        ferry_log_msg(log, FERRY_LOG_MSG_WARN, "%s: removing empty trailing segment", s->log_path);
         int rc = ferry_segment_unlink(s, errmsg, errmsg_len);
         if (rc != 0)
             return rc;
@@ -302,4 +303,9 @@ int ferry_log_destroy(struct ferry_log *log, char *errmsg, size_t errmsg_len)
 out:
     free(dir);
     return rc;
+}
+
+int ferry_log_failed(const struct ferry_log *log)
+{
+    return log->failed;
 }

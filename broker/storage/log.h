@@ -22,12 +22,21 @@
  * Time is passed in (now_ms) so tests control it.
  */
 
+/* Severity of a storage message, numbered like ferryd's log levels (error, warn, info). */
+enum ferry_log_msg_level { FERRY_LOG_MSG_ERROR = 0, FERRY_LOG_MSG_WARN = 1, FERRY_LOG_MSG_INFO = 2 };
+
+/* Where the log reports what it repairs or fails on (msg has no trailing newline). Called on the
+ * loop thread only. NULL = "ferry: <msg>" lines on stderr (the storage unit tests use that). */
+typedef void (*ferry_log_msg_fn)(void *opaque, int level, const char *msg);
+
 struct ferry_log_config {
     uint64_t segment_bytes;     /* roll when the active segment would exceed this */
     int64_t segment_ms;         /* roll when the active segment's first batch is older than this */
     int64_t retention_ms;       /* delete segments whose newest record is older; -1 = forever */
     int64_t retention_bytes;    /* delete oldest segments while the log is larger; -1 = unbounded */
     uint32_t index_interval_bytes; /* one index entry per this many log bytes */
+    ferry_log_msg_fn msg_fn;       /* NULL = stderr */
+    void *msg_opaque;
 };
 
 struct ferry_log;
@@ -62,8 +71,13 @@ int64_t ferry_log_durable_offset(const struct ferry_log *log);
 uint64_t ferry_log_size_bytes(const struct ferry_log *log);
 uint32_t ferry_log_segment_count(const struct ferry_log *log);
 
+/* 1 once an fsync failed (or the fdatasync before a roll): the log refuses appends until reopened. */
+int ferry_log_failed(const struct ferry_log *log);
+
 /* Group commit. begin captures what must be synced (dup'd fds of dirty segments and, after a
- * roll or create, the directory) and the end offset they cover; returns NULL if nothing is dirty.
+ * roll or create, the directory) and the end offset they cover; returns NULL if nothing is dirty
+ * or on out of memory (the dirtiness is kept: a later begin covers it). A dup failure is reported
+ * by run (status != 0) without ferry_log_failed: nothing was attempted, so a later sync may retry.
  * run performs the fdatasync/fsync calls (any thread); end releases the handle and, if status is 0,
  * advances durable_offset. Only one sync may be in flight per log. */
 struct ferry_log_sync;

@@ -36,7 +36,10 @@ static inline struct ferry_segment *ferry_log_active(const struct ferry_log *log
     return log->segs[log->nsegs - 1];
 }
 
-/* Appends s to segs (growing the array). Returns 0 or -1 on OOM (s is not taken then). */
+#define ferry_log_msg(log, level, ...) ferry_storage_msg(&(log)->cfg, (level), __VA_ARGS__)
+
+/* Appends s to segs (growing the array) and points s->cfg at the log's config. Returns 0 or -1 on
+ * OOM (s is not taken then). */
 int ferry_log_push_segment(struct ferry_log *log, struct ferry_segment *s);
 
 #endif

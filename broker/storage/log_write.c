@@ -38,11 +38,27 @@ static int must_roll(const struct ferry_log *log, const struct ferry_segment *s,
            || aged(log, s, now_ms);
 }
 
-/* Starts a new active segment at end_offset; the directory must be fsynced by the next sync. */
+/*
+ * Starts a new active segment at end_offset; the directory must be fsynced by the next sync.
+ * The old segment is fdatasync'd first, before anything is written to the new one: otherwise the
+ * page cache could write the new segment back before the old one's tail, and a power cut would
+ * leave a torn tail in a segment that is no longer the last, which recovery rightly refuses
+ * (docs/disk-format.md). Costs one fdatasync on the loop thread per roll.
+ */
 static int roll(struct ferry_log *log, char *errmsg, size_t errmsg_len)
 {
     struct ferry_segment *old = ferry_log_active(log), *s;
     assert(old->size > 0);
+    if (fdatasync(old->log_fd) != 0) {
+        int e = errno;
+        /* As for a failed group-commit fsync: the page cache may have dropped the data. */
+        log->failed = 1;
+        snprintf(log->failmsg, sizeof(log->failmsg), "%s: fdatasync before roll failed (%s); log refuses appends "
+                 "until reopened", old->log_path, strerror(e));
+        ferry_log_msg(log, FERRY_LOG_MSG_ERROR, "%s", log->failmsg);
+        snprintf(errmsg, errmsg_len, "%s", log->failmsg);
+        return FERRY_ERR_STORAGE_ERROR;
+    }
     int rc = ferry_segment_create(log->dir, log->end_offset, &s, errmsg, errmsg_len);
     if (rc != 0)
         return rc;
@@ -190,7 +206,7 @@ void ferry_log_sync_end(struct ferry_log *log, struct ferry_log_sync *s, int sta
         log->failed = 1;
         snprintf(log->failmsg, sizeof(log->failmsg), "%s: fsync failed (%s); log refuses appends until reopened",
                  log->dir, strerror(-status));
-        fprintf(stderr, "ferry: %s\n", log->failmsg);
+        ferry_log_msg(log, FERRY_LOG_MSG_ERROR, "%s", log->failmsg);
     }
     free(s);
     log->sync_inflight = 0;

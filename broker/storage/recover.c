@@ -10,6 +10,7 @@
 
 #include "ferry_errors.h"
 #include "proto/limits.h"
+#include "proto/varint.h"
 #include "storage/segment.h"
 
 /* Reads the segment in chunks; grows up to one whole batch (FERRY_MAX_BATCH_BYTES) when needed. */
@@ -23,16 +24,6 @@ struct scanner {
     uint64_t buf_pos; /* file position of buf[0] */
     size_t buf_len;
 };
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int64_t get_be64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)get_be32(p) << 32 | get_be32(p + 4));
-}
 
 /* Makes bytes [pos, pos + len) available in *p (len <= FERRY_MAX_BATCH_BYTES).
  * Returns 0, 1 when they extend past the end of the file, or -1 on a read error (errno). */
@@ -77,8 +68,8 @@ static int check_batch(struct scanner *sc, uint64_t pos, int64_t min_base, int e
             snprintf(why, why_len, "truncated header (%" PRIu64 " bytes left)", sc->file_size - pos);
         return rc;
     }
-    uint32_t len = get_be32(p + FERRY_BATCH_OFF_LENGTH);
-    int64_t base = get_be64(p + FERRY_BATCH_OFF_BASE_OFFSET);
+    uint32_t len = ferry_be32_get(p + FERRY_BATCH_OFF_LENGTH);
+    int64_t base = (int64_t)ferry_be64_get(p + FERRY_BATCH_OFF_BASE_OFFSET);
     if (len < FERRY_BATCH_HEADER_SIZE || len > FERRY_MAX_BATCH_BYTES) {
         snprintf(why, why_len, "bad batch length %" PRIu32, len);
         return 1;
@@ -162,8 +153,9 @@ static int scan_log(struct ferry_segment *s, int is_last, uint32_t index_interva
                 ret = FERRY_ERR_CORRUPT_BATCH;
                 goto out;
             }
-            fprintf(stderr, "ferry: %s: truncating torn tail at byte %" PRIu64 " (%" PRIu64 " bytes: %s)\n",
-                    s->log_path, pos, sc.file_size - pos, why);
+            ferry_storage_msg(s->cfg, FERRY_LOG_MSG_WARN,
+                              "%s: truncating torn tail at byte %" PRIu64 " (%" PRIu64 " bytes: %s)", s->log_path, pos,
+                              sc.file_size - pos, why);
             if (ftruncate(s->log_fd, (off_t)pos) != 0 || fdatasync(s->log_fd) != 0) {
                 snprintf(errmsg, errmsg_len, "truncate %s to %" PRIu64 ": %s", s->log_path, pos, strerror(errno));
                 ret = FERRY_ERR_STORAGE_ERROR;
@@ -247,7 +239,7 @@ static int sync_index_file(const struct ferry_segment *s, const char *suffix, co
     if (!is_last && file_matches(path, data, len))
         goto out;
     if (!is_last)
-        fprintf(stderr, "ferry: %s: missing or inconsistent, rebuilt from the log\n", path);
+        ferry_storage_msg(s->cfg, FERRY_LOG_MSG_INFO, "%s: missing or inconsistent, rebuilt from the log", path);
     int rc = rewrite_file(path, data, len, is_last, errmsg, errmsg_len);
     if (rc < 0)
         ret = FERRY_ERR_STORAGE_ERROR;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,33 +14,33 @@
 
 #include "ferry_errors.h"
 #include "proto/limits.h"
+#include "proto/varint.h"
 
 #define SEGMENT_NAME_DIGITS 20
 
-static void put_be32(uint8_t *p, uint32_t v)
+void ferry_storage_msg(const struct ferry_log_config *cfg, int level, const char *fmt, ...)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (cfg != NULL && cfg->msg_fn != NULL)
+        cfg->msg_fn(cfg->msg_opaque, level, msg);
+    else
+        fprintf(stderr, "ferry: %s\n", msg);
 }
 
 void ferry_index_entry_encode(const struct ferry_index_entry *e, uint8_t out[FERRY_INDEX_ENTRY_SIZE])
 {
-    put_be32(out, e->rel_offset);
-    put_be32(out + 4, e->position);
+    ferry_be32_put(out, e->rel_offset);
+    ferry_be32_put(out + 4, e->position);
 }
 
 void ferry_time_entry_encode(const struct ferry_time_entry *e, uint8_t out[FERRY_TIME_ENTRY_SIZE])
 {
-    put_be64(out, (uint64_t)e->timestamp);
-    put_be32(out + 8, e->rel_offset);
+    ferry_be64_put(out, (uint64_t)e->timestamp);
+    ferry_be32_put(out + 8, e->rel_offset);
 }
 
 char *ferry_segment_path(const char *dir, int64_t base_offset, const char *suffix)
@@ -316,8 +317,8 @@ static void write_index_entries(struct ferry_segment *s, int added_offset, int a
     return;
 
 broken:
-    fprintf(stderr, "ferry: %s: index file write failed (%s); indexes rebuilt at next open\n", s->log_path,
-            strerror(errno));
+    ferry_storage_msg(s->cfg, FERRY_LOG_MSG_WARN, "%s: index file write failed (%s); indexes rebuilt at next open",
+                      s->log_path, strerror(errno));
     s->index_files_broken = 1;
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "proto/batch.h"
+#include "storage/log.h"
 
 /*
  * On-disk index entries (docs/disk-format.md), big-endian:
@@ -54,7 +55,12 @@ struct ferry_segment {
     struct ferry_time_entry *times;
     uint32_t times_len, times_cap;
     char *log_path; /* "<dir>/<20-digit base>.log"; the index paths differ only in the suffix */
+    const struct ferry_log_config *cfg; /* the owning log's (for messages); NULL before it is pushed */
 };
+
+/* Reports a message through cfg->msg_fn, or on stderr when cfg or msg_fn is NULL. */
+void ferry_storage_msg(const struct ferry_log_config *cfg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* pread/pwrite of exactly len bytes, retrying EINTR and short transfers. 0 or -1 with errno set
  * (EIO for an unexpected end of file). */

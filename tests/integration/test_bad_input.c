@@ -520,6 +520,94 @@ Test(bad_input, corrupt_batches_are_refused_and_not_stored)
     finish();
 }
 
+/* Sets record_count (and last_offset_delta to match) in a sealed batch and re-computes its CRC. */
+static void set_record_count(uint8_t *batch, size_t len, uint32_t count)
+{
+    struct ferry_batch_header h;
+    ferry_batch_header_decode(batch, &h);
+    h.record_count = count;
+    h.last_offset_delta = count - 1;
+    h.crc = 0;
+    ferry_batch_header_encode(&h, batch);
+    h.crc = ferry_crc32c(0, batch + FERRY_BATCH_CRC_START, len - FERRY_BATCH_CRC_START);
+    ferry_batch_header_encode(&h, batch);
+}
+
+/* Produces batch on a fresh connection; returns the partition error and copies its message. */
+static int64_t produce_msg(const uint8_t *batch, size_t len, char *msg, size_t msg_len)
+{
+    struct ft_raw c;
+    struct ft_req req;
+    struct ft_resp resp;
+    raw_connect(&c);
+    ft_req_produce(&req, 8, TOPIC, 0, batch, len);
+    rt(&c, &req, &resp);
+    FT_ASSERT_EQ(resp.error, 0, "Produce top-level: %s", resp.error_message);
+    int64_t err = part_error(&resp);
+    const msgpack_object *m = ft_mp_get(ft_resp_partition(&resp, 0, 0), "error_message");
+    snprintf(msg, msg_len, "%.*s", m && m->type == MSGPACK_OBJECT_STR ? (int)m->via.str.size : 0,
+             m && m->type == MSGPACK_OBJECT_STR ? m->via.str.ptr : "");
+    ft_resp_free(&resp);
+    ft_req_free(&req);
+    ft_raw_close(&c);
+    return err;
+}
+
+/* A batch whose header and CRC are right but whose records do not match record_count. */
+static void lying_record_count(int compression)
+{
+    start(NULL);
+    const char *name = compression == FERRY_COMPRESSION_ZSTD ? "zstd" : "none";
+    for (int more = 0; more < 2; more++) {
+        uint8_t *batch;
+        size_t len;
+        char msg[FT_ERRMSG];
+        FT_ASSERT(ft_make_batch(3, 100, 4000, compression, &batch, &len, E, sizeof(E)) == 0, "%s", E);
+        set_record_count(batch, len, more ? 4 : 2); /* claims one record more, then one fewer */
+        struct ferry_batch_header h;
+        FT_ASSERT_EQ(ferry_batch_validate(batch, len, FERRY_MAX_BATCH_BYTES, &h, E, sizeof(E)), 0,
+                     "the header and CRC alone pass (%s): %s", name, E);
+        int64_t err = produce_msg(batch, len, msg, sizeof(msg));
+        FT_ASSERT(err == FERRY_ERR_INVALID_RECORD || err == FERRY_ERR_CORRUPT_BATCH,
+                  "%s batch of 3 records claiming %d: error %lld (%s): %s", name, more ? 4 : 2, (long long)err,
+                  ft_err_name((int)err), msg);
+        FT_ASSERT(strstr(msg, "record") != NULL, "the message says what is wrong: '%s'", msg);
+        free(batch);
+    }
+    /* Nothing was stored: the log still ends after the seed records (assert_serves checks HW). */
+    finish();
+}
+
+Test(bad_input, lying_record_count_uncompressed) { lying_record_count(FERRY_COMPRESSION_NONE); }
+Test(bad_input, lying_record_count_zstd) { lying_record_count(FERRY_COMPRESSION_ZSTD); }
+
+/* A producer's leader_epoch (outside the CRC) is replaced by 0 when the batch is stored. */
+Test(bad_input, leader_epoch_is_set_to_zero_on_append)
+{
+    start(NULL);
+    uint8_t *batch;
+    size_t len;
+    FT_ASSERT(ft_make_batch(2, 10, 5000, FERRY_COMPRESSION_NONE, &batch, &len, E, sizeof(E)) == 0, "%s", E);
+    ferry_batch_set_leader_epoch(batch, 0xdeadbeef);
+    FT_ASSERT_ERR(produce_batch(TOPIC, 1, batch, len, NULL), FERRY_ERR_NONE, "produce to partition 1");
+    free(batch);
+    struct ft_raw c;
+    struct ft_req req;
+    struct ft_resp resp;
+    raw_connect(&c);
+    ft_req_fetch(&req, 3, TOPIC, 1, 0, 0);
+    rt(&c, &req, &resp);
+    const msgpack_object *rec = ft_mp_get(ft_resp_partition(&resp, 0, 0), "records");
+    FT_ASSERT(rec && rec->type == MSGPACK_OBJECT_BIN && rec->via.bin.size == len, "the batch reads back");
+    struct ferry_batch_header h;
+    ferry_batch_header_decode((const uint8_t *)rec->via.bin.ptr, &h);
+    FT_ASSERT_EQ(h.leader_epoch, 0, "stored leader_epoch");
+    ft_resp_free(&resp);
+    ft_req_free(&req);
+    ft_raw_close(&c);
+    finish();
+}
+
 Test(bad_input, batch_over_the_broker_limit)
 {
     start("batch.max.bytes = 4096\n");

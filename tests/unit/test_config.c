@@ -41,7 +41,8 @@ static void write_conf(const char *text)
 /* Every key the broker documents (the assignment's list); the generated docs must name each one. */
 static const char *const all_keys[] = {
     "node.id", "listen", "advertised.listen", "data.dir", "security.protocol", "tls.cert.file", "tls.key.file",
-    "tls.ca.file", "tls.client.auth", "tls.min.version", "max.connections", "num.partitions", "segment.bytes",
+    "tls.ca.file", "tls.client.auth", "tls.min.version", "max.connections", "connections.handshake.timeout.ms",
+    "connections.max.idle.ms", "num.partitions", "segment.bytes",
     "segment.ms", "retention.ms", "retention.bytes", "retention.check.interval.ms", "log.index.interval.bytes",
     "batch.max.bytes", "flush.before.ack", "ready.file", "log.level", "log.format",
 };
@@ -262,4 +263,15 @@ Test(config, topic_values)
     cr_assert(strstr(err, "segment.bytes") != NULL, "%s", err);
     cr_assert_neq(ferryd_config_topic_value("node.id", "1", &v, err, sizeof(err)), 0, "not a topic setting");
     cr_assert_neq(ferryd_config_topic_value("bogus", "1", &v, err, sizeof(err)), 0);
+}
+
+Test(config, connection_limits)
+{
+    cr_assert_eq(C.connections_handshake_timeout_ms, 10000);
+    cr_assert_eq(C.connections_max_idle_ms, 600000);
+    cr_assert_eq(ferryd_config_set(&C, "max.connections", "65536", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ferryd_config_set(&C, "max.connections", "65537", err, sizeof(err)), -1,
+                 "max.connections is capped by FERRY_MAX_CONNECTIONS");
+    cr_assert_eq(ferryd_config_set(&C, "connections.handshake.timeout.ms", "250", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(C.connections_handshake_timeout_ms, 250);
 }
