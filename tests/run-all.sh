@@ -16,6 +16,8 @@ fi
 build=$1
 shift
 export FERRY_BUILD=${FERRY_BUILD:-$(cd "$build" && pwd)}
+# Leaks inside third-party libraries (never ours) are listed in tests/lsan.supp.
+export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 mult=${FERRY_TEST_TIMEOUT_MULT:-1}
 scale() { awk -v s="$1" -v m="$mult" 'BEGIN { v = s * m; printf "%d\n", (v < 1 ? 1 : v) }'; }

@@ -241,7 +241,10 @@ FERRY_API int ferry_poll(ferry_client_t *client, int timeout_ms);
 /*
  * Sends everything queued now (linger is cut short) and waits until every record produced so far
  * has its delivery report served, serving them on the calling thread. Returns FERRY_ERR_NONE, or
- * FERRY_ERR__TIMED_OUT with records still outstanding.
+ * FERRY_ERR__TIMED_OUT with records still outstanding, or at once, with records still outstanding,
+ * the error that makes every broker unreachable (FERRY_ERR__TLS, FERRY_ERR__TRANSPORT for a
+ * plaintext client against TLS; see the admin calls). Outstanding records stay queued (they may
+ * still go if a broker becomes reachable) until delivery.timeout.ms or close.
  */
 FERRY_API ferry_err_t ferry_flush(ferry_client_t *client, int timeout_ms);
 
@@ -335,8 +338,13 @@ FERRY_API ferry_err_t ferry_watermarks(ferry_client_t *client, const char *topic
 /* ------------------------------------------------------------------------------------------ */
 
 /*
- * Every admin call blocks up to timeout_ms and returns FERRY_ERR_NONE or the error code, with
- * errstr (if not NULL) holding the broker's message or the library's explanation.
+ * Every admin call blocks up to timeout_ms and returns FERRY_ERR_NONE (errstr, if not NULL, is then
+ * set to "") or the error code, with errstr holding the broker's message or the library's
+ * explanation. When every broker refused the connection in a way retrying cannot fix, the call
+ * fails at once instead of at timeout_ms: FERRY_ERR__TLS ("127.0.0.1:9092: TLS: certificate verify
+ * failed: ..."), or FERRY_ERR__TRANSPORT for a plaintext client talking to a TLS listener
+ * ("...: connection closed during handshake: is the broker using TLS? ..."). Retriable failures
+ * (connection refused) are retried until timeout_ms.
  */
 
 /*

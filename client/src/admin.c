@@ -98,8 +98,9 @@ static void op_send(struct ferry_client *cl, struct op *op, struct broker *b)
     op->sent = true;
 }
 
-/* The broker a list-offsets op must go to, or NULL (then it waits, or has been completed). */
-static struct broker *op_leader(struct ferry_client *cl, struct op *op)
+/* The broker a list-offsets op must go to, or NULL: then it waits, or, with *completed set, it has
+ * been completed (and may already be freed by its caller). */
+static struct broker *op_leader(struct ferry_client *cl, struct op *op, bool *completed)
 {
     struct ctopic *t = ferry_topic_get(cl, op->topics[0], true);
     if (t == NULL)
@@ -109,6 +110,7 @@ static struct broker *op_leader(struct ferry_client *cl, struct op *op)
     if (t->state == TOPIC_NOT_EXIST || op->partition >= t->partition_count) {
         ferry_op_complete(cl, op, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "%s/%d does not exist", op->topics[0],
                           (int)op->partition);
+        *completed = true;
         return NULL;
     }
     int32_t leader = ferry_topic_leader(t, op->partition);
@@ -138,9 +140,15 @@ void ferry_ops_service(struct ferry_client *cl, int64_t now)
         }
         if (now < op->retry_at_ms)
             continue;
-        struct broker *b = op->type == OP_LIST_OFFSETS ? op_leader(cl, op) : ferry_broker_any_up(cl);
-        if (b != NULL)
+        bool completed = false;
+        struct broker *b = op->type == OP_LIST_OFFSETS ? op_leader(cl, op, &completed) : ferry_broker_any_up(cl);
+        if (b != NULL) {
             op_send(cl, op, b);
+        } else if (cl->unreachable_err != FERRY_ERR_NONE && !completed) {
+            /* Every broker refused us in a way retrying cannot fix (TLS): fail now, not at the
+             * deadline. Connection attempts go on with backoff for later calls. */
+            ferry_op_complete(cl, op, cl->unreachable_err, "%s", cl->unreachable_msg);
+        }
     }
 }
 

@@ -136,6 +136,8 @@ struct broker *ferry_broker_upsert(struct ferry_client *cl, int32_t id, const ch
         free(b->host);
         b->host = h;
         b->port = port;
+        b->setup_err = 0; /* a new address: its attempts start afresh */
+        b->setup_refusals = 0;
         if (b->conn != NULL) {
             b->close_err = FERRY_ERR__TRANSPORT;
             ferry_conn_close(b->conn, "broker address changed");
@@ -165,6 +167,35 @@ static void set_state(struct broker *b, enum broker_state st)
     b->state_since_ms = ferry_now_ms();
 }
 
+/*
+ * Recomputes cl->unreachable_err after b's connection state changed: the error of b (or of another
+ * failed broker) when every candidate broker (one listed by metadata, or a bootstrap address) failed
+ * its last connection attempt with a non-retriable error, else FERRY_ERR_NONE. Wakes waiters when
+ * it changes.
+ */
+static void update_unreachable(struct ferry_client *cl, const struct broker *b)
+{
+    const struct broker *src = NULL;
+    bool all_failed = true;
+    for (const struct broker *x = cl->brokers; x && all_failed; x = x->next) {
+        if (!x->in_metadata)
+            continue;
+        if (x->setup_err == 0)
+            all_failed = false;
+        else if (src == NULL || x == b)
+            src = x;
+    }
+    ferry_err_t err = all_failed && src != NULL ? (ferry_err_t)src->setup_err : FERRY_ERR_NONE;
+    pthread_mutex_lock(&cl->lock);
+    if (err != cl->unreachable_err || err != FERRY_ERR_NONE) {
+        cl->unreachable_err = err;
+        ferry_strlcpy(cl->unreachable_msg, err != FERRY_ERR_NONE ? src->setup_errmsg : "",
+                      sizeof cl->unreachable_msg);
+        pthread_cond_broadcast(&cl->cond);
+    }
+    pthread_mutex_unlock(&cl->lock);
+}
+
 void ferry_broker_want(struct ferry_client *cl, struct broker *b)
 {
     if (cl->stopping || b->state != BROKER_DOWN)
@@ -181,6 +212,9 @@ void ferry_broker_want(struct ferry_client *cl, struct broker *b)
         snprintf(cl->last_error, sizeof cl->last_error, "%s:%d: %s", b->host, b->port, uv_strerror(rc));
         pthread_mutex_unlock(&cl->lock);
         ferry_log(cl, FERRY_LOG_WARNING, "connect %s", cl->last_error);
+        b->setup_err = 0; /* retriable */
+        b->setup_refusals = 0;
+        update_unreachable(cl, b);
         b->next_attempt_ms = now + b->backoff_ms;
         b->backoff_ms = b->backoff_ms * 2 > FERRY_RECONNECT_BACKOFF_MAX_MS ? FERRY_RECONNECT_BACKOFF_MAX_MS
                                                                           : b->backoff_ms * 2;
@@ -349,6 +383,9 @@ static void on_api_versions(struct ferry_client *cl, struct broker *b, int err, 
     (void)errmsg;
     set_state(b, BROKER_UP);
     b->backoff_ms = cl->s.retry_backoff_ms;
+    b->setup_err = 0;
+    b->setup_refusals = 0;
+    update_unreachable(cl, b);
     ferry_log(cl, FERRY_LOG_DEBUG, "broker %d at %s:%d is up", (int)b->id, b->host, b->port);
     ferry_kick(cl);
 }
@@ -414,11 +451,57 @@ static void conn_on_frame(struct ferry_conn *conn, const uint8_t *payload, size_
     ferry_msg_destroy(&msg);
 }
 
+/* Refusals that only count once they repeat on consecutive attempts (see classify_setup_failure). */
+#define FERRY_SETUP_REFUSALS_FATAL 2
+
+/*
+ * Classifies a connection that closed before the broker was up: sets b->setup_err and its message
+ * (see struct broker) and returns the reason to report (why, or reason itself). Only failures that
+ * retrying cannot fix count:
+ *   - at once, a refusal that only a misconfiguration explains: the broker's certificate failed
+ *     verification, or the broker sent a TLS alert (e.g. "certificate required" under mutual TLS);
+ *   - on the second consecutive attempt, one that a broker going down mid-handshake could also
+ *     cause: another TLS failure (end of stream during the handshake), or a plaintext connection
+ *     the broker closed while the client waited for its ApiVersions answer (what a TLS listener
+ *     does with plaintext).
+ * Our own closes (setup timeout, bad response) and TCP errors (refused, reset) stay retriable.
+ */
+static const char *classify_setup_failure(struct ferry_client *cl, struct broker *b, enum broker_state st,
+                                          const char *reason, char *why, size_t why_size)
+{
+    b->setup_err = 0;
+    if (b->close_err != 0 || reason == NULL) {
+        b->setup_refusals = 0;
+        return reason;
+    }
+    int err;
+    bool definite = false;
+    if (strncmp(reason, "TLS", 3) == 0) {
+        err = FERRY_ERR__TLS;
+        definite = strstr(reason, "certificate verify failed") != NULL || strstr(reason, "alert") != NULL;
+        snprintf(why, why_size, "%s", reason);
+    } else if (cl->tls == NULL && st == BROKER_HANDSHAKE) {
+        err = FERRY_ERR__TRANSPORT;
+        snprintf(why, why_size, "connection closed during handshake: is the broker using TLS? (%s)", reason);
+    } else {
+        b->setup_refusals = 0;
+        return reason;
+    }
+    b->setup_refusals++;
+    if (definite || b->setup_refusals >= FERRY_SETUP_REFUSALS_FATAL) {
+        b->setup_err = err;
+        snprintf(b->setup_errmsg, sizeof b->setup_errmsg, "%s:%d: %s", b->host, b->port, why);
+    }
+    return why;
+}
+
 static void conn_on_close(struct ferry_conn *conn, int status, const char *reason)
 {
     struct broker *b = ferry_conn_data(conn);
     struct ferry_client *cl = b->cl;
-    bool was_up = b->state == BROKER_UP;
+    char why[200];
+    enum broker_state st = b->state;
+    bool was_up = st == BROKER_UP;
     int err = b->close_err;
     if (err == 0)
         err = reason != NULL && strncmp(reason, "TLS", 3) == 0 ? FERRY_ERR__TLS : FERRY_ERR__TRANSPORT;
@@ -429,6 +512,12 @@ static void conn_on_close(struct ferry_conn *conn, int status, const char *reaso
     b->fetch_inflight = false;
     b->offsets_inflight = false;
     if (!cl->stopping) {
+        if (was_up) {
+            b->setup_err = 0; /* it was reachable: losing it is retriable */
+            b->setup_refusals = 0;
+        } else {
+            reason = classify_setup_failure(cl, b, st, reason, why, sizeof why);
+        }
         pthread_mutex_lock(&cl->lock);
         snprintf(cl->last_error, sizeof cl->last_error, "%s:%d: %s", b->host, b->port,
                  reason ? reason : uv_strerror(status));
@@ -438,6 +527,7 @@ static void conn_on_close(struct ferry_conn *conn, int status, const char *reaso
         b->next_attempt_ms = ferry_now_ms() + b->backoff_ms;
         b->backoff_ms = b->backoff_ms * 2 > FERRY_RECONNECT_BACKOFF_MAX_MS ? FERRY_RECONNECT_BACKOFF_MAX_MS
                                                                           : b->backoff_ms * 2;
+        update_unreachable(cl, b);
     }
     fail_inflight(cl, b, err, reason ? reason : "connection closed");
     b->n_produce_inflight = 0;

@@ -18,13 +18,6 @@ int64_t ferry_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t ferry_wallclock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ferry_strlcpy(char *dst, const char *src, size_t size)
 {
     if (size == 0)
@@ -393,11 +386,7 @@ FERRY_API void ferry_client_destroy(ferry_client_t *cl)
     ferry_topics_free(cl);
     ferry_brokers_free(cl);
     ferry_tls_ctx_free(cl->tls);
-    while (cl->in_recs) {
-        struct precord *next = cl->in_recs->next;
-        ferry_precord_free(cl->in_recs);
-        cl->in_recs = next;
-    }
+    ferry_producer_free_incoming(cl);
     ferry_settings_free(&cl->s);
     pthread_mutex_destroy(&cl->lock);
     pthread_cond_destroy(&cl->cond);
@@ -439,6 +428,8 @@ ferry_err_t ferry_op_run(struct ferry_client *cl, struct op *op, int timeout_ms,
     ferry_err_t err = op->err;
     if (err != FERRY_ERR_NONE)
         ferry_set_errstr(errstr, errstr_size, "%s", op->errstr[0] ? op->errstr : ferry_err_str(err));
+    else
+        ferry_set_errstr(errstr, errstr_size, "%s", ""); /* no stale message from an earlier call */
     if (err == FERRY_ERR__TIMED_OUT || err == FERRY_ERR__DESTROYED)
         ferry_op_free(op); /* keeps the contract: on these two the op is gone */
     return err;

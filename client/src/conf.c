@@ -44,7 +44,8 @@ static const struct conf_prop props[] = {
      "Producer: all/-1 = acknowledged once durable, 1 = once the leader wrote it, 0 = no acknowledgement "
      "(delivery is reported when the request is written; no offset)."},
     {"linger.ms", CT_INT, "5", 0, 900000, NULL, {0}, OFF(linger_ms),
-     "Producer: how long a batch waits for more records before it is sent."},
+     "Producer: how long a batch waits for more records before it is sent. A partition's batch also "
+     "keeps filling, up to batch.size, while its previous batch is in flight."},
     {"batch.size", CT_INT, "1048576", 1024, FERRY_MAX_BATCH_BYTES, NULL, {0}, OFF(batch_size),
      "Producer: a partition's batch is sent once it holds this many (uncompressed) bytes."},
     {"compression.type", CT_ENUM, "none", 0, 0, "none|lz4|zstd",

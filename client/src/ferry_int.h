@@ -10,6 +10,7 @@
 
 #include "ferry.h"
 #include "net/conn.h"
+#include "proto/clock.h"
 #include "proto/batch.h"
 #include "proto/codec.h"
 #include "proto/limits.h"
@@ -85,7 +86,6 @@ void ferry_settings_free(struct ferry_settings *s);
 /* ---- small helpers (client.c) ---- */
 
 int64_t ferry_now_ms(void); /* monotonic */
-int64_t ferry_wallclock_ms(void);
 void ferry_strlcpy(char *dst, const char *src, size_t size);
 /* snprintf into errstr if errstr != NULL && size > 0. */
 void ferry_set_errstr(char *errstr, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -133,6 +133,13 @@ struct broker {
     bool fetch_inflight;
     bool offsets_inflight;
     int close_err; /* error given to in-flight requests when the conn closes */
+    /* Non-retriable failure of the last connection attempt, 0 if none: FERRY_ERR__TLS (handshake or
+     * certificate refused) or FERRY_ERR__TRANSPORT (a plaintext connection closed by the broker
+     * during the ApiVersions handshake: most likely a TLS listener). Cleared when a connection
+     * comes up or fails in a retriable way. See classify_setup_failure (broker.c). */
+    int setup_err;
+    int setup_refusals; /* consecutive attempts that ended in a (possible) refusal */
+    char setup_errmsg[256];
 };
 
 /* Parses bootstrap.servers into broker entries (ids -1, -2, ...). Returns 0 or -1 with errstr. */
@@ -237,7 +244,8 @@ void ferry_op_free(struct op *op);
 
 /* ---- producer (producer.c) ---- */
 
-/* A record as copied by ferry_produce, until it is added to a batch. One allocation. */
+/* A record as copied by ferry_produce, until it is added to a batch: one block holding the struct
+ * and everything it points to, inside a struct rchunk or (when it waits for metadata) its own. */
 struct precord {
     struct precord *next;
     struct ctopic *topic; /* resolved on the I/O thread */
@@ -253,12 +261,31 @@ struct precord {
     struct ferry_header_view *headers;
     uint32_t header_count;
     size_t size; /* bytes charged against queue.buffering.max.kbytes */
+    size_t alloc; /* bytes of the block */
+    bool in_chunk; /* lives in a struct rchunk (freed with the chunk), not in an allocation of its own */
 };
 
-/* One allocation: the topic and error message strings follow the struct. */
+/*
+ * Records on their way from ferry_produce to the I/O thread, packed back to back: one allocation
+ * per chunk instead of one per record (and no free of application-thread memory per record on the
+ * I/O thread, where glibc's arena lock made that the costliest step of the hand-off). The I/O
+ * thread takes every chunk with cl->in_recs and frees them once each record has been added to a
+ * batch or completed; a record that must wait for metadata is first copied out of its chunk.
+ */
+struct rchunk {
+    struct rchunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+/* Capacity of a chunk (a larger record gets a chunk of its own size). */
+#define FERRY_RECORD_CHUNK_BYTES (64 * 1024)
+
+/* The reports of one completed batch (or record), one allocation: n views, then the topic name and
+ * the error message the views share. ferry_poll serves all n. */
 struct delivery_report {
     struct delivery_report *next;
-    ferry_delivery_t d;
+    uint32_t n;
+    ferry_delivery_t d[];
 };
 
 /* I/O thread: takes new records from the application, partitions, seals and sends batches. */
@@ -269,6 +296,8 @@ void ferry_producer_topic_updated(struct ferry_client *cl, struct ctopic *t);
 void ferry_producer_purge(struct ferry_client *cl, ferry_err_t err);
 void ferry_ppart_free(struct ppart *pp);
 void ferry_precord_free(struct precord *r);
+/* Frees records and chunks not yet taken by the I/O thread (client destroy, thread gone). */
+void ferry_producer_free_incoming(struct ferry_client *cl);
 void ferry_report_free(struct delivery_report *r);
 /* Earliest future time (> now) a lingering batch or a retry becomes ready; INT64_MAX if none. */
 int64_t ferry_producer_next_due(struct ferry_client *cl, int64_t now);
@@ -340,8 +369,9 @@ struct ferry_client {
     bool stop_io;     /* the I/O thread must purge, close everything and exit */
     bool io_stopped;  /* the async handle is closed: do not uv_async_send */
     bool closed;
-    bool flush_req;   /* send lingering batches now */
-    struct precord *in_recs, *in_recs_tail;
+    int flushing;     /* ferry_flush calls in progress: open batches are sent without lingering */
+    struct precord *in_recs, *in_recs_tail; /* in produce order, stored in in_chunks */
+    struct rchunk *in_chunks, *in_chunk_tail; /* the tail is the one ferry_produce fills */
     struct op *ops_in; /* submitted, not yet taken by the I/O thread */
     struct delivery_report *drs, *drs_tail;
     size_t outq;       /* produced, report not yet served */
@@ -370,7 +400,14 @@ struct ferry_client {
     int64_t md_retry_at_ms;
     struct op *ops; /* taken from ops_in, in progress */
     uint64_t io_asg_epoch;
+    bool io_flushing; /* cl->flushing > 0 at the start of this pass */
     char last_error[256]; /* last connection failure, for timeout messages (written under cl->lock) */
+    /* Written by the I/O thread under cl->lock (broker.c): when every candidate broker's last
+     * connection attempt failed with a non-retriable error (broker->setup_err), that error and its
+     * message, else FERRY_ERR_NONE; blocking calls (admin ops, flush) then fail at once instead of
+     * waiting for their timeout. Connections keep being retried with backoff meanwhile. */
+    ferry_err_t unreachable_err;
+    char unreachable_msg[256];
     int64_t next_partition_seed;
 };
 

@@ -12,9 +12,16 @@
  * error goes back to the head of its partition's queue and is resent (unchanged) after
  * retry.backoff.ms, before anything newer of that partition, so a failure never reorders records
  * within a partition. Pipelining comes from many partitions sharing a request and up to
- * max.in.flight.requests.per.connection requests per broker; a partition's next batch keeps
- * filling while its previous one is in flight. A retry after a lost response may duplicate a
- * batch (at-least-once; no idempotent producer yet).
+ * max.in.flight.requests.per.connection requests per broker. A retry after a lost response may
+ * duplicate a batch (at-least-once; no idempotent producer yet).
+ *
+ * Batching (as Kafka's accumulator): each partition has one open batch that keeps filling until
+ * it is SENT, i.e. it is sealed only when a Produce request takes it (or when it reaches
+ * batch.size). A partition can send when nothing of it is in flight, linger.ms has passed since
+ * its open batch began (or a flush is running), and its leader has room for another request.
+ * So records arriving one at a time while the partition (or the connection) is busy accumulate
+ * into the next batch instead of queueing as many tiny ones; with linger.ms=0 a lone record still
+ * goes out at once.
  */
 
 /* What a delivery report needs of one record once it is inside a batch. */
@@ -38,13 +45,14 @@ struct pbatch {
 struct ppart {
     struct ctopic *topic;
     int32_t id;
-    /* the open batch */
+    /* the open batch: fills until it is sent (or reaches batch.size) */
     struct ferry_batch_builder *builder;
     struct pdr *drs;
     uint32_t n, cap;
     int64_t created_ms;
     int64_t first_enqueued_ms;
-    /* sealed batches, oldest first, and the one in flight */
+    /* sealed batches not yet sent, oldest first (a retried batch, or batches sealed full), and the
+     * one in flight */
     struct pbatch *queue, *queue_tail;
     struct pbatch *inflight;
     int64_t retry_at_ms;
@@ -63,28 +71,39 @@ void ferry_report_free(struct delivery_report *r)
     free(r);
 }
 
-static struct delivery_report *report_new(const char *topic, int32_t partition, int64_t offset, const struct pdr *d,
-                                          ferry_err_t err, const char *errmsg)
+/*
+ * The reports of n records of one partition in one allocation: n views, then the topic name and
+ * the error message they share. n <= FERRY_MAX_RECORDS_PER_BATCH, so the size cannot overflow.
+ */
+static struct delivery_report *report_new(const char *topic, int32_t partition, int64_t base_offset,
+                                          const struct pdr *drs, uint32_t n, ferry_err_t err, const char *errmsg)
 {
+    assert(n >= 1 && n <= FERRY_MAX_RECORDS_PER_BATCH);
     size_t tl = strlen(topic) + 1;
     size_t el = err != FERRY_ERR_NONE && errmsg != NULL ? strlen(errmsg) + 1 : 0;
-    struct delivery_report *r = malloc(sizeof *r + tl + el);
+    struct delivery_report *r = malloc(sizeof *r + n * sizeof r->d[0] + tl + el);
     if (r == NULL)
         return NULL;
-    char *p = (char *)(r + 1);
+    char *p = (char *)&r->d[n];
     memcpy(p, topic, tl);
-    r->next = NULL;
-    r->d.err = err;
-    r->d.topic = p;
-    r->d.error_message = NULL;
+    const char *msg = NULL;
     if (el > 0) {
         memcpy(p + tl, errmsg, el);
-        r->d.error_message = p + tl;
+        msg = p + tl;
     }
-    r->d.partition = partition;
-    r->d.offset = offset;
-    r->d.timestamp = d->timestamp;
-    r->d.opaque = d->opaque;
+    r->next = NULL;
+    r->n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        r->d[i] = (ferry_delivery_t){
+            .err = err,
+            .error_message = msg,
+            .topic = p,
+            .partition = partition,
+            .offset = base_offset >= 0 && err == FERRY_ERR_NONE ? base_offset + i : -1,
+            .timestamp = drs[i].timestamp,
+            .opaque = drs[i].opaque,
+        };
+    }
     return r;
 }
 
@@ -95,33 +114,26 @@ static struct delivery_report *report_new(const char *topic, int32_t partition, 
 static void complete_records(struct ferry_client *cl, const char *topic, int32_t partition, const struct pdr *drs,
                              uint32_t n, int64_t base_offset, ferry_err_t err, const char *errmsg)
 {
-    struct delivery_report *head = NULL, *last = NULL, **tail = &head;
-    uint32_t reported = 0;
     size_t bytes = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++)
         bytes += drs[i].size;
-        if (cl->delivery_cb == NULL)
-            continue;
-        int64_t off = base_offset >= 0 && err == FERRY_ERR_NONE ? base_offset + i : -1;
-        struct delivery_report *r = report_new(topic, partition, off, &drs[i], err, errmsg);
-        if (r == NULL) {
-            ferry_log(cl, FERRY_LOG_ERR, "out of memory: delivery report of %s/%d dropped", topic, (int)partition);
-            continue;
-        }
-        *tail = r;
-        tail = &r->next;
-        last = r;
-        reported++;
+    struct delivery_report *r = NULL;
+    if (cl->delivery_cb != NULL && n > 0) {
+        r = report_new(topic, partition, base_offset, drs, n, err, errmsg);
+        if (r == NULL)
+            ferry_log(cl, FERRY_LOG_ERR, "out of memory: %u delivery reports of %s/%d dropped", (unsigned)n, topic,
+                      (int)partition);
     }
     pthread_mutex_lock(&cl->lock);
-    if (head != NULL) {
+    if (r != NULL) {
         if (cl->drs_tail)
-            cl->drs_tail->next = head;
+            cl->drs_tail->next = r;
         else
-            cl->drs = head;
-        cl->drs_tail = last;
+            cl->drs = r;
+        cl->drs_tail = r;
+    } else {
+        cl->outq -= n; /* records without a queued report are done now */
     }
-    cl->outq -= n - reported; /* records without a queued report are done now */
     cl->q_msgs -= n;
     cl->q_bytes -= bytes;
     pthread_cond_broadcast(&cl->cond);
@@ -137,7 +149,69 @@ static void fail_precord(struct ferry_client *cl, struct precord *r, ferry_err_t
 
 void ferry_precord_free(struct precord *r)
 {
-    free(r);
+    if (!r->in_chunk)
+        free(r);
+}
+
+static void chunks_free(struct rchunk *ch)
+{
+    while (ch) {
+        struct rchunk *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+}
+
+void ferry_producer_free_incoming(struct ferry_client *cl)
+{
+    while (cl->in_recs) {
+        struct precord *next = cl->in_recs->next;
+        ferry_precord_free(cl->in_recs);
+        cl->in_recs = next;
+    }
+    cl->in_recs_tail = NULL;
+    chunks_free(cl->in_chunks);
+    cl->in_chunks = cl->in_chunk_tail = NULL;
+}
+
+/* Takes the records produced so far and the chunks holding them (I/O thread). */
+static struct precord *take_incoming(struct ferry_client *cl, struct rchunk **chunks)
+{
+    pthread_mutex_lock(&cl->lock);
+    struct precord *r = cl->in_recs;
+    *chunks = cl->in_chunks;
+    cl->in_recs = cl->in_recs_tail = NULL;
+    cl->in_chunks = cl->in_chunk_tail = NULL;
+    cl->io_flushing = cl->flushing > 0;
+    pthread_mutex_unlock(&cl->lock);
+    return r;
+}
+
+/* Where p (inside from's block) lies in the copy `to` of that block. */
+static void *relocate(const struct precord *from, struct precord *to, const void *p)
+{
+    return p == NULL ? NULL : (uint8_t *)to + ((const uint8_t *)p - (const uint8_t *)from);
+}
+
+/* A copy of r in an allocation of its own (r stays valid), for records that outlive their chunk.
+ * NULL when out of memory. */
+static struct precord *precord_detach(const struct precord *r)
+{
+    struct precord *c = malloc(r->alloc);
+    if (c == NULL)
+        return NULL;
+    memcpy(c, r, r->alloc);
+    c->in_chunk = false;
+    c->next = NULL;
+    c->topic_name = relocate(r, c, r->topic_name);
+    c->key = relocate(r, c, r->key);
+    c->value = relocate(r, c, r->value);
+    c->headers = relocate(r, c, r->headers);
+    for (uint32_t i = 0; i < c->header_count; i++) {
+        c->headers[i].name = relocate(r, c, r->headers[i].name);
+        c->headers[i].value = relocate(r, c, r->headers[i].value);
+    }
+    return c;
 }
 
 static void batch_free(struct pbatch *b)
@@ -185,7 +259,7 @@ static struct ppart *ppart_get(struct ctopic *t, int32_t partition)
     return t->pparts[partition];
 }
 
-/* Seals the open batch of pp into its send queue. */
+/* Seals the open batch of pp onto the tail of its send queue: it is being sent, or it is full. */
 static void ppart_close_batch(struct ferry_client *cl, struct ppart *pp)
 {
     if (pp->builder == NULL)
@@ -223,6 +297,39 @@ static void ppart_close_batch(struct ferry_client *cl, struct ppart *pp)
     else
         pp->queue = b;
     pp->queue_tail = b;
+}
+
+/* Fails the records of pp's open batch (if any) with err and drops the batch. */
+static void ppart_drop_open(struct ferry_client *cl, struct ppart *pp, ferry_err_t err, const char *why)
+{
+    if (pp->builder == NULL)
+        return;
+    ferry_batch_builder_free(pp->builder);
+    pp->builder = NULL;
+    complete_records(cl, pp->topic->name, pp->id, pp->drs, pp->n, -1, err, why);
+    free(pp->drs);
+    pp->drs = NULL;
+    pp->n = pp->cap = 0;
+}
+
+/* Drops pp's open batch if it holds no record (a first record was refused): never send it empty. */
+static void ppart_drop_if_empty(struct ppart *pp)
+{
+    if (pp->builder != NULL && pp->n == 0) {
+        ferry_batch_builder_free(pp->builder);
+        pp->builder = NULL;
+    }
+}
+
+/* Whether pp may put a batch into a request now: nothing of it in flight, no retry backoff
+ * pending, and a sealed batch waiting or an open one whose linger is over (or a flush runs). */
+static bool ppart_sendable(const struct ferry_client *cl, const struct ppart *pp, int64_t now)
+{
+    if (pp == NULL || pp->inflight != NULL || now < pp->retry_at_ms)
+        return false;
+    if (pp->queue != NULL)
+        return true;
+    return pp->builder != NULL && (cl->io_flushing || now - pp->created_ms >= cl->s.linger_ms);
 }
 
 static int32_t pick_partition(struct ferry_client *cl, struct ctopic *t, const struct precord *r)
@@ -288,6 +395,7 @@ static void place_record(struct ferry_client *cl, struct precord *r, int64_t now
             uint32_t cap = pp->cap ? pp->cap * 2 : 64;
             struct pdr *d = realloc(pp->drs, cap * sizeof *d);
             if (d == NULL) {
+                ppart_drop_if_empty(pp);
                 fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
                 return;
             }
@@ -307,6 +415,7 @@ static void place_record(struct ferry_client *cl, struct precord *r, int64_t now
             return;
         }
         if (pp->n == 0 || attempt == 1) {
+            ppart_drop_if_empty(pp);
             fail_precord(cl, r, FERRY_ERR_INVALID_RECORD, "record rejected by the batch builder");
             return;
         }
@@ -438,8 +547,11 @@ static void on_produce(struct ferry_client *cl, struct broker *br, int err, cons
     ferry_kick(cl);
 }
 
-/* Sends one Produce request to b with every ready batch it leads (bounded by the frame size).
- * Returns the number of batches sent. */
+/*
+ * Sends one Produce request to b with one batch of every partition it leads that can send (bounded
+ * by the frame size): the partition's oldest sealed batch, else its open batch, sealed now.
+ * Returns the number of batches sent.
+ */
 static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t now)
 {
     /* Leave room for the envelope and per-partition keys. */
@@ -447,8 +559,7 @@ static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t no
     size_t count = 0, bytes = 0;
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
-            struct ppart *pp = t->pparts[p];
-            if (pp && pp->queue && !pp->inflight && now >= pp->retry_at_ms && t->leaders[p] == b->id)
+            if (t->leaders[p] == b->id && ppart_sendable(cl, t->pparts[p], now))
                 count++;
         }
     }
@@ -461,22 +572,41 @@ static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t no
     size_t ntopics = 0;
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         bool any = false;
-        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count && rq->n < count; p++) {
             struct ppart *pp = t->pparts[p];
-            if (!(pp && pp->queue && !pp->inflight && now >= pp->retry_at_ms && t->leaders[p] == b->id))
+            if (t->leaders[p] != b->id || !ppart_sendable(cl, pp, now))
                 continue;
-            if (rq->n > 0 && bytes + pp->queue->len > budget)
-                continue;
+            size_t len = pp->queue ? pp->queue->len : ferry_batch_builder_size(pp->builder);
+            if (rq->n > 0 && bytes + len > budget)
+                continue; /* the next request takes it */
+            if (pp->queue == NULL) {
+                ppart_close_batch(cl, pp); /* sealed at send time */
+                if (pp->queue == NULL)
+                    continue; /* sealing failed: its records are completed with the error */
+            }
             bytes += pp->queue->len + 32;
             rq->batches[rq->n++] = pp->queue;
             any = true;
         }
         ntopics += any;
     }
+    if (rq->n == 0) {
+        free(rq);
+        return 0;
+    }
 
     msgpack_sbuffer sb;
     msgpack_packer pk;
     uint32_t corr = ferry_request_begin(cl, &sb, &pk, FERRY_API_PRODUCE);
+    /* Size the frame once: the batches are copied in a single time, not through repeated growth. */
+    size_t want = sb.size + bytes + 256 + ntopics * (FERRY_MAX_TOPIC_NAME + 16);
+    if (want > sb.alloc) {
+        char *d = realloc(sb.data, want);
+        if (d != NULL) {
+            sb.data = d;
+            sb.alloc = want;
+        }
+    }
     msgpack_pack_map(&pk, 3);
     ferry_pack_key(&pk, "acks");
     msgpack_pack_int64(&pk, cl->s.acks);
@@ -569,17 +699,20 @@ static void expire(struct ferry_client *cl, struct ctopic *t, int64_t now)
                      cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
             complete_batch(cl, b, -1, FERRY_ERR__TIMED_OUT, msg);
         }
+        /* The open batch is newer than any sealed one: it can only expire once they are gone. */
+        if (pp && pp->queue == NULL && pp->builder && now - pp->first_enqueued_ms >= limit) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "delivery.timeout.ms expired before the batch could be sent%s%s",
+                     cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
+            ppart_drop_open(cl, pp, FERRY_ERR__TIMED_OUT, msg);
+        }
     }
 }
 
 void ferry_producer_service(struct ferry_client *cl, int64_t now)
 {
-    pthread_mutex_lock(&cl->lock);
-    struct precord *r = cl->in_recs;
-    cl->in_recs = cl->in_recs_tail = NULL;
-    bool flush = cl->flush_req;
-    cl->flush_req = false;
-    pthread_mutex_unlock(&cl->lock);
+    struct rchunk *chunks;
+    struct precord *r = take_incoming(cl, &chunks);
 
     while (r) {
         struct precord *next = r->next;
@@ -596,30 +729,31 @@ void ferry_producer_service(struct ferry_client *cl, int64_t now)
             if (t->state == TOPIC_KNOWN && t->pending == NULL) {
                 place_record(cl, r, now);
             } else {
-                if (t->pending_tail)
-                    t->pending_tail->next = r;
-                else
-                    t->pending = r;
-                t->pending_tail = r;
+                /* It waits for metadata: out of its chunk, which is freed below. */
+                struct precord *w = r->in_chunk ? precord_detach(r) : r;
+                if (w == NULL) {
+                    fail_precord(cl, r, FERRY_ERR__NO_MEMORY, "out of memory");
+                } else {
+                    if (t->pending_tail)
+                        t->pending_tail->next = w;
+                    else
+                        t->pending = w;
+                    t->pending_tail = w;
+                }
             }
         }
         r = next;
     }
+    chunks_free(chunks); /* every record taken is placed, completed or copied out */
 
-    for (struct ctopic *t = cl->topics; t; t = t->next) {
-        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
-            struct ppart *pp = t->pparts[p];
-            if (pp && pp->builder && (flush || now - pp->created_ms >= cl->s.linger_ms))
-                ppart_close_batch(cl, pp);
-        }
+    for (struct ctopic *t = cl->topics; t; t = t->next)
         expire(cl, t, now);
-    }
 
     /* Send what is ready; want connections to leaders that have data. */
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
             struct ppart *pp = t->pparts[p];
-            if (pp == NULL || pp->queue == NULL)
+            if (pp == NULL || (pp->queue == NULL && pp->builder == NULL))
                 continue;
             struct broker *b = t->leaders[p] >= 0 ? ferry_broker_by_id(cl, t->leaders[p]) : NULL;
             if (b == NULL)
@@ -642,13 +776,14 @@ int64_t ferry_producer_next_due(struct ferry_client *cl, int64_t now)
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
             struct ppart *pp = t->pparts[p];
-            if (pp == NULL)
+            /* A partition with a batch in flight is woken by its response. */
+            if (pp == NULL || pp->inflight != NULL || (pp->queue == NULL && pp->builder == NULL))
                 continue;
-            int64_t ready = pp->created_ms + cl->s.linger_ms;
-            if (pp->builder && ready > now && ready < due)
+            int64_t ready = pp->retry_at_ms;
+            if (pp->queue == NULL && !cl->io_flushing && pp->created_ms + cl->s.linger_ms > ready)
+                ready = pp->created_ms + cl->s.linger_ms;
+            if (ready > now && ready < due)
                 due = ready;
-            if (pp->queue && !pp->inflight && pp->retry_at_ms > now && pp->retry_at_ms < due)
-                due = pp->retry_at_ms;
         }
     }
     return due;
@@ -657,15 +792,14 @@ int64_t ferry_producer_next_due(struct ferry_client *cl, int64_t now)
 void ferry_producer_purge(struct ferry_client *cl, ferry_err_t err)
 {
     const char *why = "client closed before the record was sent";
-    pthread_mutex_lock(&cl->lock);
-    struct precord *r = cl->in_recs;
-    cl->in_recs = cl->in_recs_tail = NULL;
-    pthread_mutex_unlock(&cl->lock);
+    struct rchunk *chunks;
+    struct precord *r = take_incoming(cl, &chunks);
     while (r) {
         struct precord *next = r->next;
         fail_precord(cl, r, err, why);
         r = next;
     }
+    chunks_free(chunks);
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         while (t->pending) {
             struct precord *next = t->pending->next;
@@ -677,14 +811,7 @@ void ferry_producer_purge(struct ferry_client *cl, ferry_err_t err)
             struct ppart *pp = t->pparts[p];
             if (pp == NULL)
                 continue;
-            if (pp->builder) {
-                ferry_batch_builder_free(pp->builder);
-                pp->builder = NULL;
-                complete_records(cl, t->name, pp->id, pp->drs, pp->n, -1, err, why);
-                free(pp->drs);
-                pp->drs = NULL;
-                pp->n = pp->cap = 0;
-            }
+            ppart_drop_open(cl, pp, err, why);
             while (pp->queue) {
                 struct pbatch *b = pp->queue;
                 pp->queue = b->next;
@@ -710,7 +837,7 @@ FERRY_API ferry_err_t ferry_produce(ferry_client_t *cl, const ferry_record_t *re
         (rec->value == NULL && rec->value_len > 0) || rec->timestamp < 0)
         return FERRY_ERR__INVALID_ARG;
 
-    /* Size and limits first, then one allocation holding everything. */
+    /* Size and limits first (nothing is allocated for a record that cannot be sent). */
     size_t payload = 0, names = 0;
     uint64_t est = (uint64_t)rec->key_len + rec->value_len + FERRY_RECORD_OVERHEAD;
     for (size_t i = 0; i < rec->header_count; i++) {
@@ -726,9 +853,56 @@ FERRY_API ferry_err_t ferry_produce(ferry_client_t *cl, const ferry_record_t *re
     size_t tl = strlen(rec->topic) + 1;
     size_t total = sizeof(struct precord) + rec->header_count * sizeof(struct ferry_header_view) + tl +
                    rec->key_len + rec->value_len + payload + names;
-    struct precord *r = malloc(total);
-    if (r == NULL)
-        return FERRY_ERR__NO_MEMORY;
+    const size_t align = _Alignof(max_align_t);
+    size_t need = (total + align - 1) / align * align;
+    int64_t timestamp = rec->timestamp ? rec->timestamp : ferry_wallclock_ms();
+    int64_t enqueued = ferry_now_ms();
+
+    size_t max_msgs = (size_t)cl->s.queue_max_msgs;
+    size_t max_bytes = (size_t)cl->s.queue_max_kbytes * 1024;
+    int64_t deadline = -2;
+    pthread_mutex_lock(&cl->lock);
+    for (;;) {
+        if (cl->closing || cl->closed) {
+            pthread_mutex_unlock(&cl->lock);
+            return FERRY_ERR__DESTROYED;
+        }
+        /* A record larger than the whole byte budget may still go when the queue is empty. */
+        bool fits = cl->q_msgs < max_msgs && (cl->q_msgs == 0 || cl->q_bytes + est <= max_bytes);
+        if (fits)
+            break;
+        if (flags & FERRY_F_NONBLOCK) {
+            pthread_mutex_unlock(&cl->lock);
+            return FERRY_ERR__QUEUE_FULL;
+        }
+        if (deadline == -2)
+            deadline = ferry_now_ms() + cl->s.max_block_ms;
+        if (ferry_cond_wait_until(cl, deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&cl->lock);
+            return FERRY_ERR__QUEUE_FULL;
+        }
+    }
+
+    /* The one copy of the record before the batch: into the chunk the I/O thread takes next. */
+    struct rchunk *ch = cl->in_chunk_tail;
+    if (ch == NULL || ch->cap - ch->used < need) {
+        size_t cap = need > FERRY_RECORD_CHUNK_BYTES ? need : FERRY_RECORD_CHUNK_BYTES;
+        ch = malloc(sizeof *ch + cap);
+        if (ch == NULL) {
+            pthread_mutex_unlock(&cl->lock);
+            return FERRY_ERR__NO_MEMORY;
+        }
+        ch->next = NULL;
+        ch->used = 0;
+        ch->cap = cap;
+        if (cl->in_chunk_tail)
+            cl->in_chunk_tail->next = ch;
+        else
+            cl->in_chunks = ch;
+        cl->in_chunk_tail = ch;
+    }
+    struct precord *r = (struct precord *)((uint8_t *)ch->data + ch->used);
+    ch->used += need;
     memset(r, 0, sizeof *r);
     uint8_t *p = (uint8_t *)(r + 1);
     r->headers = rec->header_count ? (struct ferry_header_view *)p : NULL;
@@ -766,38 +940,13 @@ FERRY_API ferry_err_t ferry_produce(ferry_client_t *cl, const ferry_record_t *re
         memcpy(p, rec->value, rec->value_len);
     }
     r->partition = rec->partition;
-    r->timestamp = rec->timestamp ? rec->timestamp : ferry_wallclock_ms();
+    r->timestamp = timestamp;
     r->opaque = rec->opaque;
     r->size = (size_t)est;
-    r->enqueued_ms = ferry_now_ms();
+    r->enqueued_ms = enqueued;
+    r->alloc = total;
+    r->in_chunk = true;
 
-    size_t max_msgs = (size_t)cl->s.queue_max_msgs;
-    size_t max_bytes = (size_t)cl->s.queue_max_kbytes * 1024;
-    int64_t deadline = -2;
-    pthread_mutex_lock(&cl->lock);
-    for (;;) {
-        if (cl->closing || cl->closed) {
-            pthread_mutex_unlock(&cl->lock);
-            free(r);
-            return FERRY_ERR__DESTROYED;
-        }
-        /* A record larger than the whole byte budget may still go when the queue is empty. */
-        bool fits = cl->q_msgs < max_msgs && (cl->q_msgs == 0 || cl->q_bytes + r->size <= max_bytes);
-        if (fits)
-            break;
-        if (flags & FERRY_F_NONBLOCK) {
-            pthread_mutex_unlock(&cl->lock);
-            free(r);
-            return FERRY_ERR__QUEUE_FULL;
-        }
-        if (deadline == -2)
-            deadline = ferry_now_ms() + cl->s.max_block_ms;
-        if (ferry_cond_wait_until(cl, deadline) == ETIMEDOUT) {
-            pthread_mutex_unlock(&cl->lock);
-            free(r);
-            return FERRY_ERR__QUEUE_FULL;
-        }
-    }
     if (cl->in_recs_tail)
         cl->in_recs_tail->next = r;
     else
@@ -828,10 +977,10 @@ FERRY_API int ferry_poll(ferry_client_t *cl, int timeout_ms)
     int served = 0;
     while (dr) {
         struct delivery_report *next = dr->next;
-        if (cl->delivery_cb)
-            cl->delivery_cb(cl, &dr->d, cl->opaque);
+        for (uint32_t i = 0; i < dr->n && cl->delivery_cb; i++)
+            cl->delivery_cb(cl, &dr->d[i], cl->opaque);
+        served += (int)dr->n;
         ferry_report_free(dr);
-        served++;
         dr = next;
     }
     if (served > 0) {
@@ -848,8 +997,9 @@ FERRY_API ferry_err_t ferry_flush(ferry_client_t *cl, int timeout_ms)
     if (cl == NULL)
         return FERRY_ERR__INVALID_ARG;
     int64_t deadline = ferry_deadline(timeout_ms);
+    ferry_err_t err = FERRY_ERR_NONE;
     pthread_mutex_lock(&cl->lock);
-    cl->flush_req = true;
+    cl->flushing++; /* open batches go without lingering until every flush returns */
     ferry_wake_locked(cl);
     while (cl->outq > 0) {
         if (cl->drs != NULL) {
@@ -858,14 +1008,18 @@ FERRY_API ferry_err_t ferry_flush(ferry_client_t *cl, int timeout_ms)
             pthread_mutex_lock(&cl->lock);
             continue;
         }
+        if (cl->unreachable_err != FERRY_ERR_NONE) {
+            err = cl->unreachable_err; /* no broker can be reached: waiting cannot help */
+            break;
+        }
         if (cl->closed || ferry_cond_wait_until(cl, deadline) == ETIMEDOUT) {
-            bool left = cl->outq > 0;
-            pthread_mutex_unlock(&cl->lock);
-            return left ? FERRY_ERR__TIMED_OUT : FERRY_ERR_NONE;
+            err = cl->outq > 0 ? FERRY_ERR__TIMED_OUT : FERRY_ERR_NONE;
+            break;
         }
     }
+    cl->flushing--;
     pthread_mutex_unlock(&cl->lock);
-    return FERRY_ERR_NONE;
+    return err;
 }
 
 FERRY_API size_t ferry_outq_len(ferry_client_t *cl)

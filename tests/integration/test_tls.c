@@ -1,4 +1,5 @@
-/* test_tls.c: TLS against a real ferryd: untrusted peers and missing client certificates are refused. */
+/* test_tls.c: TLS against a real ferryd: untrusted peers and missing client certificates are refused, and
+ * libferry reports such refusals at once with a specific error instead of timing out. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,11 +67,18 @@ static ferry_err_t libferry_describe(const char *const *kv, char *errstr, size_t
     return e;
 }
 
-/* The errors a refused connection may surface as through libferry. */
-static int is_connection_failure(ferry_err_t e)
+/*
+ * A refusal that retrying cannot fix fails the call with code `want` well before its timeout (a
+ * wait until the timeout would give _TIMED_OUT), and the message names the broker and the cause:
+ * "127.0.0.1:PORT: <cause>...".
+ */
+static void assert_refused(ferry_err_t e, const char *errstr, ferry_err_t want, const char *cause, const char *what)
 {
-    return e == FERRY_ERR__TLS || e == FERRY_ERR__TRANSPORT || e == FERRY_ERR__NO_BROKERS ||
-           e == FERRY_ERR__TIMED_OUT;
+    FT_ASSERT_ERR(e, want, "%s: %s", what, errstr);
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "%s: ", B.addr);
+    FT_ASSERT(strncmp(errstr, prefix, strlen(prefix)) == 0, "%s: message names the broker: %s", what, errstr);
+    FT_ASSERT(strstr(errstr, cause) != NULL, "%s: message says '%s': %s", what, cause, errstr);
 }
 
 static const char *const FAST[] = {"socket.connection.setup.timeout.ms", "1500", NULL};
@@ -91,15 +99,16 @@ Test(tls, server_signed_by_another_ca_is_refused)
     const char *kv[] = {"ssl.ca.location", other, "socket.connection.setup.timeout.ms", "1500", NULL};
     char errstr[512] = "";
     ferry_err_t e = libferry_describe(kv, errstr, sizeof(errstr));
-    FT_ASSERT(is_connection_failure(e), "libferry trusting other-ca: %s (%s)", ferry_err_name(e), errstr);
+    assert_refused(e, errstr, FERRY_ERR__TLS, "TLS: certificate verify failed: ", "libferry trusting other-ca");
     const char *kv2[] = {"ssl.ca.location", sys, "socket.connection.setup.timeout.ms", "1500", NULL};
     e = libferry_describe(kv2, errstr, sizeof(errstr));
-    FT_ASSERT(is_connection_failure(e), "libferry with the system CAs: %s (%s)", ferry_err_name(e), errstr);
+    assert_refused(e, errstr, FERRY_ERR__TLS, "TLS: certificate verify failed: ", "libferry with the system CAs");
 
-    /* And the right CA works, through both. */
+    /* And the right CA works, through both; success clears the earlier call's message. */
     assert_good_client_served();
     e = libferry_describe(FAST, errstr, sizeof(errstr));
     FT_ASSERT_ERR(e, FERRY_ERR_NONE, "libferry with ca.crt: %s", errstr);
+    FT_ASSERT_EQ(errstr[0], '\0', "errstr cleared on success, still holds: %s", errstr);
     FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
 }
 
@@ -142,7 +151,8 @@ Test(tls, mutual_tls_requires_a_client_certificate)
     B.opts.security = FT_TLS; /* ft_conf then leaves the certificate out */
     e = libferry_describe(FAST, errstr, sizeof(errstr));
     B.opts.security = FT_MTLS;
-    FT_ASSERT(is_connection_failure(e), "libferry without a certificate: %s (%s)", ferry_err_name(e), errstr);
+    /* TLS 1.3: the broker refuses after the client's side of the handshake, with an alert. */
+    assert_refused(e, errstr, FERRY_ERR__TLS, "TLS: ", "libferry without a certificate");
 
     assert_good_client_served();
     FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
@@ -163,7 +173,8 @@ Test(tls, plaintext_client_against_tls_broker_fails_cleanly)
     char errstr[512] = "";
     ferry_err_t e = libferry_describe(FAST, errstr, sizeof(errstr));
     B.opts.security = FT_TLS;
-    FT_ASSERT(is_connection_failure(e), "libferry plaintext against TLS: %s (%s)", ferry_err_name(e), errstr);
+    assert_refused(e, errstr, FERRY_ERR__TRANSPORT, "connection closed during handshake: is the broker using TLS?",
+                   "libferry plaintext against TLS");
 
     assert_good_client_served();
     FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
@@ -181,4 +192,40 @@ Test(tls, tls_client_against_plaintext_broker_fails_cleanly)
     FT_ASSERT_EQ(try_api_versions(&c), FT_RAW_FRAME, "plaintext client served");
     ft_raw_close(&c);
     FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
+}
+
+/* flush fails at once with the refusal, leaving the record queued; close then purges it. */
+Test(tls, flush_fails_fast_when_every_broker_refuses_tls)
+{
+    start(FT_TLS);
+    char other[400];
+    const char *kv[] = {"ssl.ca.location", ft_cert("other-ca.crt", other, sizeof(other)), "linger.ms", "0", NULL};
+    ferry_conf_t *conf = ft_conf(&B, kv, E, sizeof(E));
+    FT_ASSERT(conf != NULL, "%s", E);
+    struct ft_deliveries log = {0};
+    ft_conf_record_deliveries(conf, &log);
+    char err[512] = "";
+    ferry_client_t *p = ferry_client_new(FERRY_PRODUCER, conf, err, sizeof(err));
+    FT_ASSERT(p != NULL, "ferry_client_new: %s", err);
+    ferry_record_t rec = {.topic = "tls-refused", .partition = FERRY_PARTITION_ANY, .value = "v", .value_len = 1};
+    FT_ASSERT_ERR(ferry_produce(p, &rec, 0), FERRY_ERR_NONE, "produce");
+    FT_ASSERT_ERR(ferry_flush(p, ft_ms(4000)), FERRY_ERR__TLS, "flush against a broker whose certificate is refused");
+    FT_ASSERT_EQ(ferry_outq_len(p), 1, "the record is still queued");
+    FT_ASSERT_ERR(ferry_client_close(p, 0), FERRY_ERR__TIMED_OUT, "close without waiting, a record outstanding");
+    FT_ASSERT_EQ(log.n, 1, "one report");
+    FT_ASSERT_ERR(log.v[0].err, FERRY_ERR__PURGED, "the record is purged by close");
+    ferry_client_destroy(p);
+    ft_deliveries_free(&log);
+    FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
+}
+
+/* A retriable failure (nothing listening) is retried until the call's timeout. */
+Test(tls, refused_tcp_connections_are_retried_until_the_timeout)
+{
+    start(FT_TLS);
+    FT_ASSERT_EQ(ft_broker_stop(&B), 0, "clean stop");
+    char errstr[512] = "";
+    ferry_err_t e = libferry_describe(FAST, errstr, sizeof(errstr));
+    FT_ASSERT_ERR(e, FERRY_ERR__TIMED_OUT, "describe with the broker down: %s", errstr);
+    FT_ASSERT(strstr(errstr, "connection refused") != NULL, "the message carries the last error: %s", errstr);
 }
