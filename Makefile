@@ -110,7 +110,7 @@ $(TLIB): $(call obj,$(TLIB_SRCS))
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
 $(FERRYD): $(call obj,broker/main.c) $(BROKER_LIB) $(WIRE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(BROKER_LIB) $(RAFT_FR_LIB) $(WIRE_LIB) $(RAFT_LIBS) $(LIBS)
 $(FERRYCTL): $(call obj,$(CTL_SRCS)) $(CLIENT_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.o $(CLIENT_A)
@@ -172,5 +172,7 @@ clean:
 	rm -rf build build-san
 
 include raft/raft.mk
+# ferryd links the Raft layer (defined in raft.mk, hence after the include).
+$(FERRYD): $(RAFT_FR_LIB) $(RAFT_COMPAT) $(RAFT_LIB)
 
 -include $(shell find $(BUILD)/obj $(BUILD)/objh -name '*.d' 2>/dev/null)

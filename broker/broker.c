@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "logging.h"
 
 /* Segment age is checked once a second: segment.ms has one-second granularity. */
@@ -36,6 +37,19 @@ static void on_retention_timer(uv_timer_t *t)
 static void on_sync_idle(void *arg)
 {
     ferryd_stop_progress(arg);
+}
+
+static void on_cluster_abandoned(void *arg)
+{
+    (void)arg;
+}
+
+static void on_cluster_stopped(void *arg)
+{
+    struct ferryd *b = arg;
+    b->cluster = NULL;
+    b->cluster_stopped = 1;
+    ferryd_stop_progress(b);
 }
 
 int ferryd_start(struct ferryd *b, uv_loop_t *loop, const struct ferryd_config *cfg, char *errmsg,
@@ -78,6 +92,23 @@ int ferryd_start(struct ferryd *b, uv_loop_t *loop, const struct ferryd_config *
         goto err_after_listen;
     }
 
+    if (cfg->cluster_members[0] != '\0') {
+        char peer_host[256];
+        int peer_port;
+        if (ferryd_cluster_start(b, &b->cluster, why, sizeof(why)) != 0) {
+            snprintf(errmsg, errmsg_len, "%s", why);
+            goto err_after_listen;
+        }
+        ferryd_split_hostport(cfg->peer_listen, peer_host, sizeof(peer_host), &peer_port);
+        if (ferryd_server_write_ready(b, peer_host, ferryd_cluster_peer_port(b->cluster), why, sizeof(why)) != 0) {
+            snprintf(errmsg, errmsg_len, "%s", why);
+            goto err_after_cluster;
+        }
+    } else if (ferryd_server_write_ready(b, NULL, 0, why, sizeof(why)) != 0) {
+        snprintf(errmsg, errmsg_len, "%s", why);
+        goto err_after_listen;
+    }
+
     uv_timer_init(loop, &b->roll_timer);
     b->roll_timer.data = b;
     uv_timer_start(&b->roll_timer, on_roll_timer, ROLL_CHECK_MS, ROLL_CHECK_MS);
@@ -91,6 +122,9 @@ int ferryd_start(struct ferryd *b, uv_loop_t *loop, const struct ferryd_config *
              cfg->data_dir, ferryd_topics_count(b->topics), cfg->flush_before_ack ? "true" : "false");
     return 0;
 
+err_after_cluster:
+    ferryd_cluster_stop(b->cluster, on_cluster_abandoned, NULL);
+    b->cluster = NULL;
 err_after_listen:
     ferryd_server_stop_accepting(b); /* the handle closes on the next loop run */
     if (b->tls != NULL)
@@ -102,7 +136,27 @@ err_after_topics:
     return -1;
 }
 
+static void stop_now(struct ferryd *b);
+
+static void on_handoff_done(void *arg)
+{
+    stop_now(arg);
+}
+
 void ferryd_stop(struct ferryd *b)
+{
+    if (b->stopping || b->handing_off)
+        return;
+    if (b->cluster != NULL) {
+        /* Move leaderships away first (the Kubernetes rolling restart depends on it), serving meanwhile. */
+        b->handing_off = 1;
+        ferryd_cluster_handoff(b->cluster, on_handoff_done, b);
+        return;
+    }
+    stop_now(b);
+}
+
+static void stop_now(struct ferryd *b)
 {
     if (b->stopping)
         return;
@@ -133,9 +187,20 @@ void ferryd_stop_progress(struct ferryd *b)
     }
     if (b->nconns > 0)
         return;
+    if (b->cluster != NULL && !b->cluster_stopped) {
+        /* Groups apply into the partitions: close them (and the peer node) before the logs. */
+        if (!b->cluster_stopping) {
+            b->cluster_stopping = 1;
+            ferryd_cluster_stop(b->cluster, on_cluster_stopped, b);
+        }
+        return;
+    }
     ferryd_topics_close(b->topics);
     b->topics = NULL;
     b->topics_closed = 1;
+    if (b->pids != NULL)
+        ferryd_pids_close(b->pids);
+    b->pids = NULL;
     if (b->tls != NULL)
         ferry_tls_ctx_free(b->tls);
     b->tls = NULL;

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "net/conn.h"
+#include "producer_ids.h"
 #include "topics.h"
 
 struct ferryd_client; /* one accepted connection (server.c) */
@@ -16,6 +17,7 @@ struct ferryd {
     uv_loop_t *loop;
     const struct ferryd_config *cfg;
     struct ferryd_topics *topics;
+    struct ferryd_pids *pids; /* producer id allocator (producer_ids.h); opened on first InitProducerId */
     struct ferry_tls_ctx *tls; /* NULL in plaintext */
     uv_tcp_t listener;
     uv_timer_t roll_timer;
@@ -23,6 +25,7 @@ struct ferryd {
     uv_timer_t conn_timer; /* handshake and idle deadlines of connections (server.c); with the listener */
     char bound_host[64]; /* the address actually bound (listen may ask for port 0) */
     int bound_port;
+    int bound_v6;
     char advertised_host[256]; /* what Metadata tells clients */
     int advertised_port;
     struct ferryd_client *clients; /* every connection not yet closed */
@@ -33,6 +36,9 @@ struct ferryd {
     int closing_conns; /* every request answered: connections are closing */
     int stop_hold; /* ferryd_stop is walking connections and partitions: make no progress yet */
     int topics_closed;
+    struct ferryd_cluster *cluster; /* NULL standalone (cluster.members empty) */
+    int cluster_stopping, cluster_stopped;
+    int handing_off; /* graceful stop: leaderships are being transferred before the stop proper */
 };
 
 /*
@@ -56,6 +62,9 @@ void ferryd_stop_progress(struct ferryd *b);
 
 /* ---- server.c ---- */
 int ferryd_server_listen(struct ferryd *b, char *errmsg, size_t errmsg_len);
+/* Writes ready.file (when configured): the client address, and the peer address in a cluster
+ * (peer_host NULL standalone). Returns 0 or -1 with errmsg. */
+int ferryd_server_write_ready(struct ferryd *b, const char *peer_host, int peer_port, char *errmsg, size_t errmsg_len);
 void ferryd_server_stop_accepting(struct ferryd *b);
 /* Pauses every connection and makes parked requests (long polls) answer now. */
 void ferryd_server_quiesce(struct ferryd *b);

@@ -42,6 +42,7 @@ struct cfg_entry {
 
 static int check_listen(const char *v, char *errmsg, size_t errmsg_len);
 static int check_advertised(const char *v, char *errmsg, size_t errmsg_len);
+static int check_members(const char *v, char *errmsg, size_t errmsg_len);
 
 /* The one table: every setting the broker has. docs/configuration.md is generated from it. */
 static const struct cfg_entry cfg_table[] = {
@@ -102,6 +103,29 @@ static const struct cfg_entry cfg_table[] = {
     {"ready.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(ready_file), NULL,
      "When set, once the listener is bound the broker writes `host:port` and a newline to this file "
      "atomically (temporary file + rename), and removes it at a clean stop."},
+    {"cluster.id", CFG_INT, NULL, 1, 1, INT32_MAX, NULL, NULL, 0, OFF(cluster_id), NULL,
+     "Id of the cluster: brokers refuse peer connections from another cluster id."},
+    {"peer.listen", CFG_STRING, "127.0.0.1:9800", 0, 0, 0, NULL, NULL, 0, OFF(peer_listen), check_listen,
+     "Address of the peer port (Raft traffic between brokers), `ip:port`. Port 0 picks a free port; "
+     "`ready.file` then reports it on its second line (`peer host:port`). Used only in a cluster "
+     "(`cluster.members` set)."},
+    {"cluster.members", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(cluster_members), check_members,
+     "Static initial members, `id@host:port` (peer addresses) separated by commas, e.g. "
+     "`0@127.0.0.1:9800,1@127.0.0.1:9801,2@127.0.0.1:9802`; `node.id` must be one of them. Every member "
+     "must be given the same list. Empty = a standalone broker without replication (no Raft)."},
+    {"peer.security.protocol", CFG_ENUM, "tls", 0, 0, 0, "tls|plaintext", NULL, 0, OFF(peer_security_protocol), NULL,
+     "`tls` (the default): brokers talk over mutual TLS on the peer port (each side verifies the other "
+     "against `tls.ca.file`). `plaintext` only when set explicitly. Used only in a cluster."},
+    {"peer.tls.cert.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_cert_file), NULL,
+     "PEM certificate the peer port presents (serverAuth; its SAN must match the peer host in "
+     "`cluster.members`). Required when `peer.security.protocol=tls`."},
+    {"peer.tls.key.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_key_file), NULL,
+     "PEM private key of `peer.tls.cert.file`."},
+    {"peer.tls.client.cert.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_client_cert_file), NULL,
+     "PEM certificate this broker presents when it dials a peer (clientAuth). Required when "
+     "`peer.security.protocol=tls`."},
+    {"peer.tls.client.key.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_client_key_file), NULL,
+     "PEM private key of `peer.tls.client.cert.file`."},
     {"log.level", CFG_ENUM, "info", 0, 0, 0, "error|warn|info|debug", NULL, 0, OFF(log_level), NULL,
      "Least severe level written to stderr."},
     {"log.format", CFG_ENUM, "text", 0, 0, 0, "text|json", NULL, 0, OFF(log_format), NULL,
@@ -210,6 +234,57 @@ static int check_advertised(const char *v, char *errmsg, size_t errmsg_len)
         return -1;
     }
     return 0;
+}
+
+int ferryd_parse_members(const char *v, struct ferryd_member *out, int cap, char *errmsg, size_t errmsg_len)
+{
+    int n = 0;
+    const char *p = v;
+    while (*p != '\0') {
+        char item[300];
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof(item)) {
+            snprintf(errmsg, errmsg_len, "member %d: empty or too long", n);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *at = strchr(item, '@');
+        char *end = NULL;
+        long id = at != NULL ? strtol(item, &end, 10) : -1;
+        if (at == NULL || end != at || id < 0 || id > INT32_MAX) {
+            snprintf(errmsg, errmsg_len, "'%s' is not id@host:port", item);
+            return -1;
+        }
+        if (n >= cap) {
+            snprintf(errmsg, errmsg_len, "more than %d members", cap);
+            return -1;
+        }
+        struct ferryd_member *m = &out[n];
+        if (ferryd_split_hostport(at + 1, m->host, sizeof(m->host), &m->port) != 0 || m->port == 0) {
+            snprintf(errmsg, errmsg_len, "'%s' is not id@host:port (port 1..65535)", item);
+            return -1;
+        }
+        m->id = id;
+        for (int k = 0; k < n; k++) {
+            if (out[k].id == id) {
+                snprintf(errmsg, errmsg_len, "member id %ld listed twice", id);
+                return -1;
+            }
+        }
+        n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return n;
+}
+
+static int check_members(const char *v, char *errmsg, size_t errmsg_len)
+{
+    struct ferryd_member m[FERRYD_MAX_MEMBERS];
+    return ferryd_parse_members(v, m, FERRYD_MAX_MEMBERS, errmsg, errmsg_len) < 0 ? -1 : 0;
 }
 
 struct unit_suffix {
@@ -506,6 +581,33 @@ int ferryd_config_validate(const struct ferryd_config *c, char *errmsg, size_t e
     if (c->data_dir[0] == '\0') {
         snprintf(errmsg, errmsg_len, "data.dir: must not be empty");
         return -1;
+    }
+    if (c->cluster_members[0] != '\0') {
+        struct ferryd_member m[FERRYD_MAX_MEMBERS];
+        char why[256];
+        int n = ferryd_parse_members(c->cluster_members, m, FERRYD_MAX_MEMBERS, why, sizeof(why));
+        int found = 0;
+        if (n < 0) {
+            snprintf(errmsg, errmsg_len, "cluster.members: %s", why);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            found |= m[i].id == c->node_id;
+        if (!found) {
+            snprintf(errmsg, errmsg_len, "cluster.members: node.id %" PRId64 " is not one of the members",
+                     c->node_id);
+            return -1;
+        }
+        if (c->peer_security_protocol == FERRYD_SECURITY_TLS &&
+            (c->peer_tls_cert_file[0] == '\0' || c->peer_tls_key_file[0] == '\0' ||
+             c->peer_tls_client_cert_file[0] == '\0' || c->peer_tls_client_key_file[0] == '\0' ||
+             c->tls_ca_file[0] == '\0')) {
+            snprintf(errmsg, errmsg_len,
+                     "peer.security.protocol=tls (the default) needs peer.tls.cert.file, peer.tls.key.file, "
+                     "peer.tls.client.cert.file, peer.tls.client.key.file and tls.ca.file "
+                     "(or set peer.security.protocol=plaintext explicitly)");
+            return -1;
+        }
     }
     return 0;
 }

@@ -41,10 +41,18 @@ struct ferryd_config {
     int64_t batch_max_bytes;
     int flush_before_ack;
     char *ready_file;
+    int64_t cluster_id;
+    char *peer_listen;
+    char *cluster_members; /* "" = standalone */
+    int peer_security_protocol; /* enum ferryd_security */
+    char *peer_tls_cert_file;
+    char *peer_tls_key_file;
+    char *peer_tls_client_cert_file;
+    char *peer_tls_client_key_file;
     int log_level;  /* enum ferryd_log_level */
     int log_format; /* enum ferryd_log_format */
     /* Line of the config file that set each table entry (0 = not from the file), to refuse duplicates. */
-    int file_line[32];
+    int file_line[48];
 };
 
 /* Fills every setting with its default. Returns 0, or -1 when out of memory (errmsg filled). */
@@ -86,6 +94,16 @@ void ferryd_config_log_config(const struct ferryd_config *c, struct ferry_log_co
 int ferryd_config_topic_value(const char *key, const char *value, int64_t *out, char *errmsg, size_t errmsg_len);
 /* Applies one checked topic override to a log config. Returns -1 for a key that is not a topic config. */
 int ferryd_config_apply_topic_value(struct ferry_log_config *lc, const char *key, int64_t value);
+
+/* One entry of cluster.members. */
+#define FERRYD_MAX_MEMBERS 64
+struct ferryd_member {
+    int64_t id;
+    char host[256];
+    int port;
+};
+/* Parses cluster.members ("id@host:port,..."). Returns the count (0 for "") or -1 with errmsg. */
+int ferryd_parse_members(const char *v, struct ferryd_member *out, int cap, char *errmsg, size_t errmsg_len);
 
 /* Splits "host:port" or "[v6]:port"; host is copied into host (NUL-terminated). Returns 0 or -1. */
 int ferryd_split_hostport(const char *s, char *host, size_t host_len, int *port);

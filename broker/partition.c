@@ -9,6 +9,7 @@
 #include "logging.h"
 #include "proto/batch.h"
 #include "proto/clock.h"
+#include "producer_state_load.h"
 
 int ferryd_partition_open(struct ferryd_partition_env *env, const char *dir, const char *label, int32_t id,
                           const struct ferry_log_config *cfg, struct ferryd_partition **out, char *errmsg,
@@ -29,6 +30,15 @@ int ferryd_partition_open(struct ferryd_partition_env *env, const char *dir, con
     p->env = env;
     p->id = id;
     snprintf(p->label, sizeof(p->label), "%s", label);
+    ferryd_pstate_init(&p->pstate);
+    rc = ferryd_pstate_load_from_log(&p->pstate, p->log, why, sizeof(why));
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "partition %s: %s", label, why);
+        ferryd_pstate_free(&p->pstate);
+        ferry_log_close(p->log);
+        free(p);
+        return rc;
+    }
     *out = p;
     return 0;
 }
@@ -72,6 +82,7 @@ static void destroy_dead(struct ferryd_partition *p)
     if (ferry_log_destroy(p->log, why, sizeof(why)) != 0)
         LOG_ERROR("partition %s: removing its directory failed: %s", p->label, why);
     p->log = NULL;
+    ferryd_pstate_free(&p->pstate);
     if (p->on_deleted != NULL)
         p->on_deleted(p, p->on_deleted_arg);
     free(p);
@@ -145,6 +156,46 @@ void ferryd_partition_kick(struct ferryd_partition *p)
     }
 }
 
+/*
+ * The idempotence check before an append (producer_state.h). Returns 0 to store the batch, -1 for a
+ * duplicate of a remembered batch (*base_offset and *next_offset are the original ones), or a ferry_err_t.
+ */
+static int check_producer(struct ferryd_partition *p, const struct ferry_batch_header *h, int64_t *base_offset,
+                          int64_t *next_offset, char *errmsg, size_t errmsg_len)
+{
+    int64_t dup_base = -1;
+    uint32_t dup_count = 0;
+    const struct ferryd_pstate_producer *pr;
+    switch (ferryd_pstate_check(&p->pstate, h, &dup_base, &dup_count)) {
+    case FERRYD_PSTATE_ACCEPT:
+        return 0;
+    case FERRYD_PSTATE_DUPLICATE:
+        LOG_DEBUG("partition %s: producer %lld sequence %d is a duplicate of offset %lld; not stored again",
+                  p->label, (long long)h->producer_id, (int)h->base_sequence, (long long)dup_base);
+        *base_offset = dup_base;
+        *next_offset = dup_base + (int64_t)dup_count;
+        return -1;
+    case FERRYD_PSTATE_DUPLICATE_OLD:
+        snprintf(errmsg, errmsg_len, "partition %s: producer %lld sequence %d was already written (older than its "
+                 "last %d batches)", p->label, (long long)h->producer_id, (int)h->base_sequence, FERRYD_PSTATE_BATCHES);
+        return FERRY_ERR_DUPLICATE_SEQUENCE;
+    case FERRYD_PSTATE_OUT_OF_ORDER:
+        pr = ferryd_pstate_find(&p->pstate, h->producer_id);
+        snprintf(errmsg, errmsg_len, "partition %s: producer %lld epoch %d: sequence %d, expected %d",
+                 p->label, (long long)h->producer_id, (int)h->producer_epoch, (int)h->base_sequence,
+                 pr != NULL && pr->nbatches > 0
+                     ? (int)ferryd_pstate_seq_add(pr->batches[pr->nbatches - 1].last_seq, 1)
+                     : 0);
+        return FERRY_ERR_OUT_OF_ORDER_SEQUENCE;
+    case FERRYD_PSTATE_FENCED:
+        pr = ferryd_pstate_find(&p->pstate, h->producer_id);
+        snprintf(errmsg, errmsg_len, "partition %s: producer %lld epoch %d is fenced by epoch %d", p->label,
+                 (long long)h->producer_id, (int)h->producer_epoch, pr != NULL ? (int)pr->epoch : -1);
+        return FERRY_ERR_INVALID_PRODUCER_EPOCH;
+    }
+    return 0;
+}
+
 int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t len, size_t max_bytes,
                             int64_t *base_offset, int64_t *next_offset, char *errmsg, size_t errmsg_len)
 {
@@ -162,6 +213,9 @@ int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t l
     rc = ferry_batch_check_records(batch, len, &h, errmsg, errmsg_len);
     if (rc != 0)
         return rc;
+    rc = check_producer(p, &h, base_offset, next_offset, errmsg, errmsg_len);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc; /* < 0: a duplicate, answered with the original offsets */
     ferry_batch_set_leader_epoch(batch, 0); /* a single broker: epoch 0 (docs/protocol.md) */
     rc = ferry_log_append(p->log, batch, len, ferry_wallclock_ms(), base_offset, why, sizeof(why));
     if (rc != 0) {
@@ -171,8 +225,36 @@ int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t l
         return FERRY_ERR_STORAGE_ERROR;
     }
     *next_offset = *base_offset + (int64_t)h.record_count;
-    ferryd_partition_kick(p);
+    if (ferryd_pstate_update(&p->pstate, &h, *base_offset) != 0)
+        LOG_WARN("partition %s: out of memory recording producer %lld; its next batch is accepted unchecked",
+                 p->label, (long long)h.producer_id);
+    if (p->replica != NULL)
+        notify_watchers(p); /* committed already: readers may see it now */
+    else
+        ferryd_partition_kick(p);
     return 0;
+}
+
+int64_t ferryd_partition_high_watermark(const struct ferryd_partition *p)
+{
+    return p->replica != NULL ? ferry_log_end_offset(p->log) : ferry_log_durable_offset(p->log);
+}
+
+int ferryd_partition_sync_now(struct ferryd_partition *p)
+{
+    if (p->sync != NULL || p->read_only || p->dead)
+        return -1;
+    struct ferry_log_sync *s = ferry_log_sync_begin(p->log);
+    if (s == NULL)
+        return ferry_log_durable_offset(p->log) == ferry_log_end_offset(p->log) ? 0 : -1;
+    int rc = ferry_log_sync_run(s);
+    ferry_log_sync_end(p->log, s, rc);
+    if (rc != 0 && ferry_log_failed(p->log)) {
+        p->read_only = 1;
+        LOG_ERROR("partition %s: fsync failed: %s; the partition is now READ-ONLY until a restart", p->label,
+                  uv_strerror(rc));
+    }
+    return rc == 0 ? 0 : -1;
 }
 
 int ferryd_partition_wait(struct ferryd_partition *p, struct ferryd_waiter *w)
@@ -243,6 +325,7 @@ void ferryd_partition_close(struct ferryd_partition *p)
     complete_waiters(p, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "broker is closing");
     notify_watchers(p);
     ferry_log_close(p->log);
+    ferryd_pstate_free(&p->pstate);
     free(p);
 }
 

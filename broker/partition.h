@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "producer_state.h"
 #include "storage/log.h"
 
 /*
@@ -63,6 +64,14 @@ struct ferryd_partition {
     struct ferryd_watch *watchers;
     void (*on_deleted)(struct ferryd_partition *p, void *arg);
     void *on_deleted_arg;
+    /*
+     * Set by the cluster (cluster/cluster.c) when the partition is a Raft group replica: appends
+     * happen only in the group's apply callback and start no sync of their own (Raft's log is the
+     * durable copy; the segments are synced by the housekeeping timer and before every snapshot),
+     * and the high watermark is the applied end (ferryd_partition_high_watermark). NULL standalone.
+     */
+    void *replica;
+    struct ferryd_pstate pstate; /* idempotent producers (producer_state.h), rebuilt from the log at open */
 };
 
 /* Opens (recovering) the log in dir. Returns 0, or a ferry_err_t with errmsg naming the partition. */
@@ -76,9 +85,23 @@ int ferryd_partition_open(struct ferryd_partition_env *env, const char *dir, con
  * offset and leader epoch 0. Starts a sync if none is running.
  * Returns 0 with *base_offset and *next_offset (offset after its last record), or a ferry_err_t
  * (CORRUPT_BATCH, BATCH_TOO_LARGE, ..., STORAGE_ERROR) with errmsg filled.
+ * Idempotent batches (producer_id >= 0) pass ferryd_pstate_check first: a duplicate of one of the
+ * producer's last 5 batches is not stored and returns 0 with the ORIGINAL base and next offsets (so
+ * the caller's durability wait covers the original); a gap is OUT_OF_ORDER_SEQUENCE, an older
+ * duplicate DUPLICATE_SEQUENCE, a stale epoch INVALID_PRODUCER_EPOCH.
  */
 int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t len, size_t max_bytes,
                             int64_t *base_offset, int64_t *next_offset, char *errmsg, size_t errmsg_len);
+
+/* What readers may see: the durable offset standalone, the applied end (= committed) when replicated. */
+int64_t ferryd_partition_high_watermark(const struct ferryd_partition *p);
+
+/*
+ * Syncs the log now, on the calling thread (a replicated partition's snapshot callback: a snapshot
+ * may only name offsets that are on disk). Returns 0 when everything appended is durable, -1 when
+ * a background sync is in flight or the fsync failed (the caller retries later).
+ */
+int ferryd_partition_sync_now(struct ferryd_partition *p);
 
 /* Queues w until w->offset is durable. Returns 1 (w not queued, cb not called) if it already is. */
 int ferryd_partition_wait(struct ferryd_partition *p, struct ferryd_waiter *w);

@@ -377,12 +377,15 @@ static uint64_t conn_sweep_interval(const struct ferryd_config *cfg)
     return (uint64_t)(every < 10 ? 10 : every > 1000 ? 1000 : every);
 }
 
-/* Writes "host:port\n" to path atomically (tmp + rename). */
-static int write_ready_file(const char *path, const char *host, int port, int v6, char *errmsg, size_t errmsg_len)
+/* Writes "host:port\n" (and "peer host:port\n" in a cluster) to path atomically (tmp + rename). */
+static int write_ready_file(const char *path, const char *host, int port, int v6, const char *peer_host,
+                            int peer_port, char *errmsg, size_t errmsg_len)
 {
     char tmp[4200];
-    char line[128];
+    char line[400];
     int n = snprintf(line, sizeof(line), v6 ? "[%s]:%d\n" : "%s:%d\n", host, port);
+    if (peer_host != NULL)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "peer %s:%d\n", peer_host, peer_port);
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
         snprintf(errmsg, errmsg_len, "ready.file: path too long");
         return -1;
@@ -457,10 +460,16 @@ int ferryd_server_listen(struct ferryd *b, char *errmsg, size_t errmsg_len)
         snprintf(b->advertised_host, sizeof(b->advertised_host), "%s", b->bound_host);
         b->advertised_port = b->bound_port;
     }
-    if (b->cfg->ready_file[0] != '\0' &&
-        write_ready_file(b->cfg->ready_file, b->bound_host, b->bound_port, v6, errmsg, errmsg_len) != 0)
-        return -1;
+    b->bound_v6 = v6;
     return 0;
+}
+
+int ferryd_server_write_ready(struct ferryd *b, const char *peer_host, int peer_port, char *errmsg, size_t errmsg_len)
+{
+    if (b->cfg->ready_file[0] == '\0')
+        return 0;
+    return write_ready_file(b->cfg->ready_file, b->bound_host, b->bound_port, b->bound_v6, peer_host, peer_port,
+                            errmsg, errmsg_len);
 }
 
 void ferryd_server_stop_accepting(struct ferryd *b)

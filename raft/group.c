@@ -157,13 +157,23 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 
 /* ---- fsm adapter ---- */
 
+#define ENTRY_HDR 8
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct fr_group *g = fsm->data;
     /* The legacy layer sets last_applied after apply returns, so this entry is the next one. */
     uint64_t index = raft_last_applied(&g->raft) + 1;
     *result = NULL;
-    int rc = g->user.apply(g->user.data, index, buf->base, buf->len, result);
+    /* Entry = 8-byte header (u32 big-endian payload length, u32 zero), payload, zero padding to a
+     * multiple of 8 (raft_uv refuses entries whose length is not 8-byte aligned). */
+    const uint8_t *p = buf->base;
+    if (buf->len < ENTRY_HDR)
+        return RAFT_IOERR;
+    size_t len = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+    if (len > buf->len - ENTRY_HDR)
+        return RAFT_IOERR;
+    int rc = g->user.apply(g->user.data, index, p + ENTRY_HDR, len, result);
     return rc == 0 ? 0 : RAFT_IOERR;
 }
 
@@ -461,17 +471,26 @@ int fr_group_propose(struct fr_group *g, const void *buf, size_t len, fr_propose
         return FR_ERR_NOT_LEADER;
     }
     r->cb.propose = cb;
-    struct raft_buffer b = {.base = raft_malloc(len ? len : 1), .len = len};
+    size_t total = ENTRY_HDR + ((len + 7) & ~(size_t)7); /* see fsm_apply */
+    struct raft_buffer b = {.base = raft_calloc(1, total), .len = total};
     if (b.base == NULL) {
         free(r);
         snprintf(errmsg, errmsg_len, "out of memory");
         return FR_ERR_NOMEM;
     }
+    uint8_t *h = b.base;
+    h[0] = (uint8_t)(len >> 24);
+    h[1] = (uint8_t)(len >> 16);
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
     if (len > 0)
-        memcpy(b.base, buf, len);
+        memcpy(h + ENTRY_HDR, buf, len);
     int rv = raft_apply(&g->raft, &r->u.apply, &b, 1, on_applied);
     if (rv != 0) {
-        raft_free(b.base);
+        /* Refused before the entry reached the log (NOTLEADER: a transfer is in progress): the buffer
+         * is still ours. Any later failure discards the entry from the log, which frees it. */
+        if (rv == RAFT_NOTLEADER)
+            raft_free(b.base);
         return req_fail(r, rv, "propose", errmsg, errmsg_len);
     }
     return FR_OK;

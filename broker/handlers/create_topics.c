@@ -3,11 +3,17 @@
 #include <stdio.h>
 
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 
-/* Creates one topic described by item; returns its error code with msg filled. */
-static int create_one(struct ferryd *b, const msgpack_object *item, char *msg, size_t msg_len)
+/*
+ * Creates one topic described by item; returns its error code with msg filled. In a cluster the
+ * topic is proposed to the controller instead: 0 with *waiting set means adm_item's result comes
+ * later through ferryd_admin_done.
+ */
+static int create_one(struct ferryd *b, const msgpack_object *item, void *adm_item, int *waiting, char *msg,
+                      size_t msg_len)
 {
     struct ferry_mp_reader rd = {0};
     struct ferryd_topic_config tc = {0};
@@ -26,7 +32,7 @@ static int create_one(struct ferryd *b, const msgpack_object *item, char *msg, s
                  FERRY_MAX_PARTITIONS_PER_TOPIC);
         return FERRY_ERR_INVALID_PARTITIONS;
     }
-    if (rf != -1 && rf != 1) {
+    if (b->cluster == NULL && rf != -1 && rf != 1) {
         snprintf(msg, msg_len, "replication_factor %" PRId64 ": this cluster has 1 broker", rf);
         return FERRY_ERR_INVALID_CONFIG;
     }
@@ -40,6 +46,14 @@ static int create_one(struct ferryd *b, const msgpack_object *item, char *msg, s
                                          kv->val.via.str.size, msg, msg_len);
         if (rc != 0)
             return rc;
+    }
+    if (b->cluster != NULL) {
+        int rc = ferryd_topic_name_check(name, nlen, msg, msg_len);
+        if (rc == 0)
+            rc = ferryd_cluster_create_topic(b->cluster, name, nlen, partitions, rf, &tc, ferryd_admin_done, adm_item,
+                                             msg, msg_len);
+        *waiting = rc == 0;
+        return rc;
     }
     return ferryd_topics_create(b->topics, name, nlen, partitions, &tc, msg, msg_len);
 }
@@ -69,6 +83,25 @@ void ferryd_handle_create_topics(struct ferryd_req *req, const msgpack_object *b
         return;
     }
 
+    if (b->cluster != NULL) {
+        struct ferryd_admin *a = ferryd_admin_new(req, "CreateTopics", topics->size);
+        if (a == NULL) {
+            ferryd_req_error(req, FERRY_ERR_UNKNOWN, "broker out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < topics->size; i++) {
+            size_t nlen;
+            const char *name = ferry_mp_str(&rd, &topics->ptr[i], "name", &nlen, 1);
+            void *it = ferryd_admin_item(a, i, name, nlen);
+            int waiting = 0;
+            ferryd_admin_begin_wait(it);
+            int err = create_one(b, &topics->ptr[i], it, &waiting, msg, sizeof(msg));
+            if (!waiting)
+                ferryd_admin_done(it, err, msg);
+        }
+        ferryd_admin_release(a);
+        return;
+    }
     ferryd_resp_begin(req, &sb, &pk);
     msgpack_pack_map(&pk, 1);
     ferry_pack_key(&pk, "topics");
@@ -77,7 +110,8 @@ void ferryd_handle_create_topics(struct ferryd_req *req, const msgpack_object *b
         const msgpack_object *item = &topics->ptr[i];
         size_t nlen;
         const char *name = ferry_mp_str(&rd, item, "name", &nlen, 1);
-        int err = create_one(b, item, msg, sizeof(msg));
+        int waiting = 0;
+        int err = create_one(b, item, NULL, &waiting, msg, sizeof(msg));
         if (err != 0)
             LOG_INFO("CreateTopics %.*s: refused (error %d): %s", (int)nlen, name, err, msg);
         msgpack_pack_map(&pk, 3);

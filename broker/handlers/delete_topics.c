@@ -1,5 +1,6 @@
 /* delete_topics.c: DeleteTopics (api 3): delete each named topic, answer per topic. */
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 
@@ -22,6 +23,26 @@ void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *b
             ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "field 'topics': element %u is not a string", i);
             return;
         }
+    }
+    if (b->cluster != NULL) {
+        struct ferryd_admin *a = ferryd_admin_new(req, "DeleteTopics", names->size);
+        if (a == NULL) {
+            ferryd_req_error(req, FERRY_ERR_UNKNOWN, "broker out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < names->size; i++) {
+            const char *name = names->ptr[i].via.str.ptr;
+            size_t len = names->ptr[i].via.str.size;
+            void *it = ferryd_admin_item(a, i, name, len);
+            ferryd_admin_begin_wait(it);
+            int err = ferryd_topic_name_check(name, len, msg, sizeof(msg));
+            if (err == 0)
+                err = ferryd_cluster_delete_topic(b->cluster, name, len, ferryd_admin_done, it, msg, sizeof(msg));
+            if (err != 0)
+                ferryd_admin_done(it, err, msg);
+        }
+        ferryd_admin_release(a);
+        return;
     }
     ferryd_resp_begin(req, &sb, &pk);
     msgpack_pack_map(&pk, 1);

@@ -22,6 +22,7 @@ static const struct api_entry api_table[] = {
     {FERRY_API_PRODUCE, 0, 0, ferryd_handle_produce},
     {FERRY_API_FETCH, 0, 0, ferryd_handle_fetch},
     {FERRY_API_LIST_OFFSETS, 0, 0, ferryd_handle_list_offsets},
+    {FERRY_API_INIT_PRODUCER_ID, 0, 0, ferryd_handle_init_producer_id},
 };
 #define API_COUNT (sizeof(api_table) / sizeof(api_table[0]))
 _Static_assert(API_COUNT == FERRY_API_COUNT_, "every api in codec.h has a handler");

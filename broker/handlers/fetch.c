@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 
@@ -114,9 +115,16 @@ static size_t read_all(struct fetch_state *st, int *any_error)
                 *any_error = 1;
                 continue;
             }
+            int64_t leader;
+            int nl = ferryd_cluster_check_leader(st->b->cluster, p, &leader, fp->errmsg, sizeof(fp->errmsg));
+            if (nl != 0) {
+                fp->error = nl; /* the message names leader_id */
+                *any_error = 1;
+                continue;
+            }
             int64_t start = ferry_log_start_offset(p->log);
             int64_t end = ferry_log_end_offset(p->log);
-            fp->high_watermark = ferry_log_durable_offset(p->log);
+            fp->high_watermark = ferryd_partition_high_watermark(p);
             fp->log_start_offset = start;
             if (fp->offset < start || fp->offset > end) {
                 fp->error = FERRY_ERR_OFFSET_OUT_OF_RANGE;

@@ -34,6 +34,21 @@ void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *b
 void ferryd_handle_produce(struct ferryd_req *req, const msgpack_object *body);
 void ferryd_handle_fetch(struct ferryd_req *req, const msgpack_object *body);
 void ferryd_handle_list_offsets(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_init_producer_id(struct ferryd_req *req, const msgpack_object *body);
+
+/*
+ * CreateTopics / DeleteTopics in a cluster (admin_async.c): an answer {"topics": [{name, error,
+ * error_message}]} sent once every topic has its result. new() holds the answer; item() registers
+ * topic i; either result() now, or begin_wait() then done() later (a ferryd_cluster_done_cb with
+ * the item as arg); release() drops the hold. new() returns NULL when out of memory.
+ */
+struct ferryd_admin;
+struct ferryd_admin *ferryd_admin_new(struct ferryd_req *req, const char *what, uint32_t n);
+void *ferryd_admin_item(struct ferryd_admin *a, uint32_t i, const char *name, size_t len);
+void ferryd_admin_result(void *item, int err, const char *msg);
+void ferryd_admin_begin_wait(void *item);
+void ferryd_admin_done(void *item, int err, const char *msg);
+void ferryd_admin_release(struct ferryd_admin *a);
 
 /* Packs the optional error_message field: a str, or nil when msg is NULL or empty. */
 void ferryd_pack_errmsg(msgpack_packer *pk, const char *msg);

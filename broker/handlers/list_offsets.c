@@ -2,21 +2,26 @@
 #include <stdio.h>
 
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 
 #define TS_EARLIEST (-2)
 #define TS_LATEST (-1)
 
 /* Looks up one partition's offset; returns its error code (msg filled) or 0 with *offset. */
-static int lookup(struct ferryd_topic *topic, int64_t partition, int64_t ts, int64_t *offset, char *msg,
-                  size_t msg_len)
+static int lookup(const struct ferryd *b, struct ferryd_topic *topic, int64_t partition, int64_t ts, int64_t *offset,
+                  char *msg, size_t msg_len)
 {
+    int64_t leader;
     struct ferryd_partition *p = topic ? ferryd_topic_partition(topic, partition) : NULL;
     if (p == NULL) {
         snprintf(msg, msg_len, topic ? "no such partition" : "no such topic");
         return FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION;
     }
-    int64_t hw = ferry_log_durable_offset(p->log);
+    int nl = ferryd_cluster_check_leader(b->cluster, p, &leader, msg, msg_len);
+    if (nl != 0)
+        return nl; /* the message names leader_id */
+    int64_t hw = ferryd_partition_high_watermark(p);
     if (ts == TS_EARLIEST) {
         *offset = ferry_log_start_offset(p->log);
         return 0;
@@ -84,7 +89,7 @@ void ferryd_handle_list_offsets(struct ferryd_req *req, const msgpack_object *bo
             int64_t partition = ferry_mp_int(&rd, &parts->ptr[k], "partition", 0, 1);
             int64_t ts = ferry_mp_int(&rd, &parts->ptr[k], "timestamp", 0, 1);
             int64_t offset = -1;
-            int err = lookup(topic, partition, ts, &offset, msg, sizeof(msg));
+            int err = lookup(b, topic, partition, ts, &offset, msg, sizeof(msg));
             msgpack_pack_map(&pk, 4);
             ferry_pack_key(&pk, "partition");
             msgpack_pack_int64(&pk, partition);

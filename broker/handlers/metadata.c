@@ -1,8 +1,10 @@
 /* metadata.c: Metadata (api 1): this broker, and the topics with their partitions, leaders and configs. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 
 static void pack_topic(msgpack_packer *pk, const struct ferryd *b, const struct ferryd_topic *t)
@@ -20,16 +22,28 @@ static void pack_topic(msgpack_packer *pk, const struct ferryd *b, const struct 
     ferry_pack_key(pk, "partitions");
     msgpack_pack_array(pk, t->npartitions);
     for (uint32_t i = 0; i < t->npartitions; i++) {
+        int64_t leader = b->cfg->node_id;
+        const int64_t *replicas = &b->cfg->node_id;
+        int rf = 1;
+        int err = FERRY_ERR_NONE;
+        if (b->cluster != NULL &&
+            ferryd_cluster_partition(b->cluster, t->name, strlen(t->name), (int32_t)i, &leader, &replicas, &rf) != 0) {
+            leader = -1;
+            rf = 0;
+        }
+        if (leader < 0)
+            err = FERRY_ERR_NOT_LEADER; /* no leader known here yet: clients refresh and retry */
         msgpack_pack_map(pk, 4);
         ferry_pack_key(pk, "partition");
         msgpack_pack_uint32(pk, i);
         ferry_pack_key(pk, "leader");
-        msgpack_pack_int64(pk, b->cfg->node_id);
+        msgpack_pack_int64(pk, leader);
         ferry_pack_key(pk, "replicas");
-        msgpack_pack_array(pk, 1);
-        msgpack_pack_int64(pk, b->cfg->node_id);
+        msgpack_pack_array(pk, (uint32_t)rf);
+        for (int k = 0; k < rf; k++)
+            msgpack_pack_int64(pk, replicas[k]);
         ferry_pack_key(pk, "error");
-        msgpack_pack_int(pk, FERRY_ERR_NONE);
+        msgpack_pack_int(pk, err);
     }
     /* Effective values (broker default or the topic's override) of every per-topic setting. */
     ferry_pack_key(pk, "configs");
@@ -79,16 +93,35 @@ void ferryd_handle_metadata(struct ferryd_req *req, const msgpack_object *body)
     ferryd_resp_begin(req, &sb, &pk);
     msgpack_pack_map(&pk, 3);
     ferry_pack_key(&pk, "brokers");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 3);
-    ferry_pack_key(&pk, "id");
-    msgpack_pack_int64(&pk, b->cfg->node_id);
-    ferry_pack_key(&pk, "host");
-    ferry_pack_str(&pk, b->advertised_host);
-    ferry_pack_key(&pk, "port");
-    msgpack_pack_int(&pk, b->advertised_port);
+    if (b->cluster != NULL) {
+        /* The registered brokers, from the controller's replicated state. */
+        unsigned n = ferryd_cluster_broker_count(b->cluster);
+        msgpack_pack_array(&pk, n);
+        for (unsigned i = 0; i < n; i++) {
+            int64_t id;
+            const char *host;
+            int port;
+            ferryd_cluster_broker_at(b->cluster, i, &id, &host, &port);
+            msgpack_pack_map(&pk, 3);
+            ferry_pack_key(&pk, "id");
+            msgpack_pack_int64(&pk, id);
+            ferry_pack_key(&pk, "host");
+            ferry_pack_str(&pk, host);
+            ferry_pack_key(&pk, "port");
+            msgpack_pack_int(&pk, port);
+        }
+    } else {
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 3);
+        ferry_pack_key(&pk, "id");
+        msgpack_pack_int64(&pk, b->cfg->node_id);
+        ferry_pack_key(&pk, "host");
+        ferry_pack_str(&pk, b->advertised_host);
+        ferry_pack_key(&pk, "port");
+        msgpack_pack_int(&pk, b->advertised_port);
+    }
     ferry_pack_key(&pk, "controller_id");
-    msgpack_pack_int64(&pk, b->cfg->node_id);
+    msgpack_pack_int64(&pk, b->cluster != NULL ? ferryd_cluster_controller_id(b->cluster) : b->cfg->node_id);
     ferry_pack_key(&pk, "topics");
     if (names == NULL) {
         size_t n = ferryd_topics_count(b->topics);

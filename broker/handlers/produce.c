@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "ferry_errors.h"
+#include "cluster/cluster.h"
 #include "handlers/handlers.h"
 #include "logging.h"
+#include "proto/batch.h"
 
 struct produce_state;
 
@@ -19,6 +21,7 @@ struct produce_part {
     char *errmsg; /* malloc'd, only on error */
     int64_t base_offset;
     int64_t log_start_offset;
+    int64_t leader_id; /* with NOT_LEADER: the leader as known here (-1 unknown) */
 };
 
 struct produce_topic {
@@ -78,7 +81,7 @@ static void finish(struct produce_state *st)
         msgpack_pack_array(&pk, t->nparts);
         for (uint32_t k = 0; k < t->nparts; k++) {
             const struct produce_part *pp = &t->parts[k];
-            msgpack_pack_map(&pk, 5);
+            msgpack_pack_map(&pk, 6);
             ferry_pack_key(&pk, "partition");
             msgpack_pack_int64(&pk, pp->partition);
             ferry_pack_key(&pk, "error");
@@ -89,6 +92,8 @@ static void finish(struct produce_state *st)
             msgpack_pack_int64(&pk, pp->error ? -1 : pp->base_offset);
             ferry_pack_key(&pk, "log_start_offset");
             msgpack_pack_int64(&pk, pp->log_start_offset);
+            ferry_pack_key(&pk, "leader_id");
+            msgpack_pack_int64(&pk, pp->error == FERRY_ERR_NOT_LEADER ? pp->leader_id : -1);
         }
     }
     ferryd_req_reply(st->req, &sb);
@@ -109,13 +114,57 @@ static void on_durable(struct ferryd_waiter *w, int error, const char *errmsg)
     part_done(pp->st);
 }
 
+static void on_committed(void *arg, int error, int64_t base_offset, const char *msg)
+{
+    struct produce_part *pp = arg;
+    if (error != 0)
+        part_fail(pp, error, msg);
+    else
+        pp->base_offset = base_offset;
+    part_done(pp->st);
+}
+
+static void on_committed_acks0(void *arg, int error, int64_t base_offset, const char *msg)
+{
+    (void)arg;
+    (void)base_offset;
+    if (error != 0)
+        LOG_DEBUG("produce with acks=0 not committed (error %d): %s", error, msg);
+}
+
+/*
+ * A replicated partition (this broker leads its group): validate, propose, and answer when the
+ * batch is committed by a majority and applied here (acks=-1/1 alike: Raft has no weaker ack).
+ */
+static void produce_replicated(struct ferryd *b, struct produce_state *st, struct ferryd_partition *p,
+                               struct produce_part *pp, const uint8_t *batch, size_t len)
+{
+    char msg[FERRY_MAX_ERROR_MESSAGE];
+    struct ferry_batch_header h;
+    int rc = ferry_batch_validate(batch, len, (size_t)b->cfg->batch_max_bytes, &h, msg, sizeof(msg));
+    if (rc == 0)
+        rc = ferry_batch_check_records(batch, len, &h, msg, sizeof(msg));
+    if (rc == 0)
+        rc = ferryd_cluster_produce(p, batch, len, st->acks == 0 ? on_committed_acks0 : on_committed,
+                                    st->acks == 0 ? NULL : pp, msg, sizeof(msg));
+    if (rc != 0) {
+        LOG_DEBUG("produce to %s refused (error %d): %s", p->label, rc, msg);
+        part_fail(pp, rc, msg);
+        return;
+    }
+    if (st->acks != 0)
+        st->pending++;
+}
+
 /* Appends one partition's batch; leaves pp->error set, or a waiter queued (pending counted). */
 static void produce_one(struct ferryd *b, struct produce_state *st, struct ferryd_topic *topic,
                         struct produce_part *pp, const uint8_t *batch, size_t len)
 {
     char msg[FERRY_MAX_ERROR_MESSAGE];
     int64_t next;
+    int rc;
     pp->log_start_offset = -1;
+    pp->leader_id = -1;
     if (topic == NULL) {
         part_fail(pp, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "no such topic");
         return;
@@ -125,11 +174,21 @@ static void produce_one(struct ferryd *b, struct produce_state *st, struct ferry
         part_fail(pp, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "no such partition");
         return;
     }
+    pp->log_start_offset = ferry_log_start_offset(p->log);
+    rc = ferryd_cluster_check_leader(b->cluster, p, &pp->leader_id, msg, sizeof(msg));
+    if (rc != 0) {
+        part_fail(pp, rc, msg);
+        return;
+    }
+    if (p->replica != NULL) {
+        produce_replicated(b, st, p, pp, batch, len);
+        return;
+    }
     /*
      * The batch points into the request frame, which the transport discards after on_frame
      * (server.c): the log rewrites base_offset in that buffer rather than in a copy.
      */
-    int rc = ferryd_partition_append(p, (uint8_t *)(uintptr_t)batch, len, (size_t)b->cfg->batch_max_bytes,
+    rc = ferryd_partition_append(p, (uint8_t *)(uintptr_t)batch, len, (size_t)b->cfg->batch_max_bytes,
                                      &pp->base_offset, &next, msg, sizeof(msg));
     pp->log_start_offset = ferry_log_start_offset(p->log);
     if (rc != 0) {

@@ -38,6 +38,8 @@ const char *ferry_api_name(int api)
         return "Fetch";
     case FERRY_API_LIST_OFFSETS:
         return "ListOffsets";
+    case FERRY_API_INIT_PRODUCER_ID:
+        return "InitProducerId";
     default:
         return "Unknown";
     }

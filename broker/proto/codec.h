@@ -26,6 +26,7 @@ enum ferry_api {
     FERRY_API_PRODUCE = 4,
     FERRY_API_FETCH = 5,
     FERRY_API_LIST_OFFSETS = 6,
+    FERRY_API_INIT_PRODUCER_ID = 7,
     FERRY_API_COUNT_ /* one past the last api number */
 };
 const char *ferry_api_name(int api);

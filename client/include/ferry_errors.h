@@ -34,6 +34,8 @@
     X(TOO_MANY_CONNECTIONS, 21, 1, "broker connection limit reached")                              \
     X(OUT_OF_ORDER_SEQUENCE, 22, 0, "producer sequence gap")                                       \
     X(DUPLICATE_SEQUENCE, 23, 0, "duplicate producer sequence")                                    \
+    X(NOT_CONTROLLER, 24, 1, "this broker is not the controller")                                  \
+    X(INVALID_PRODUCER_EPOCH, 25, 0, "producer fenced: a newer epoch of this producer id exists")   \
     X(_TRANSPORT, -1, 1, "connection to broker failed or was lost")                                \
     X(_TIMED_OUT, -2, 1, "local timeout")                                                          \
     X(_QUEUE_FULL, -3, 1, "local producer queue is full")                                          \

@@ -126,6 +126,17 @@ static struct broker *op_leader(struct ferry_client *cl, struct op *op, bool *co
     return b;
 }
 
+/* Create/delete go to the controller when metadata named one (a cluster answers NOT_CONTROLLER
+ * elsewhere); until it is connected they wait. Otherwise any broker that is up. */
+static struct broker *op_controller(struct ferry_client *cl)
+{
+    struct broker *ctrl = cl->controller_id >= 0 ? ferry_broker_by_id(cl, cl->controller_id) : NULL;
+    if (ctrl == NULL || ctrl->state == BROKER_UP)
+        return ctrl != NULL ? ctrl : ferry_broker_any_up(cl);
+    ferry_broker_want(cl, ctrl);
+    return NULL;
+}
+
 void ferry_ops_service(struct ferry_client *cl, int64_t now)
 {
     struct op *next;
@@ -141,7 +152,9 @@ void ferry_ops_service(struct ferry_client *cl, int64_t now)
         if (now < op->retry_at_ms)
             continue;
         bool completed = false;
-        struct broker *b = op->type == OP_LIST_OFFSETS ? op_leader(cl, op, &completed) : ferry_broker_any_up(cl);
+        struct broker *b = op->type == OP_LIST_OFFSETS                                      ? op_leader(cl, op, &completed)
+                           : op->type == OP_CREATE_TOPIC || op->type == OP_DELETE_TOPIC ? op_controller(cl)
+                                                                                        : ferry_broker_any_up(cl);
         if (b != NULL) {
             op_send(cl, op, b);
         } else if (cl->unreachable_err != FERRY_ERR_NONE && !completed) {
@@ -182,6 +195,12 @@ static void topic_result(struct ferry_client *cl, struct op *op, const msgpack_o
         int err = (int)ferry_mp_int(&rd, tm, "error", 0, 0);
         size_t ml = 0;
         const char *m = ferry_mp_str(&rd, tm, "error_message", &ml, 0);
+        if (!rd.err && err == FERRY_ERR_NOT_CONTROLLER) {
+            /* Sent to a broker that is not (or no longer) the controller: learn the new one, retry. */
+            ferry_metadata_refresh(cl, "admin: not controller");
+            op_retry_or_fail(cl, op, err, m ? m : ferry_err_str(err), ferry_now_ms());
+            return;
+        }
         if (!rd.err) {
             if (m != NULL)
                 ferry_op_complete(cl, op, (ferry_err_t)err, "%.*s", (int)ml, m);

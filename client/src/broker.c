@@ -534,6 +534,8 @@ static void conn_on_close(struct ferry_conn *conn, int status, const char *reaso
     if (!cl->stopping) {
         if (was_up)
             ferry_metadata_refresh(cl, "connection lost");
+        else if (b->id >= 0) /* a known broker is unreachable: its partitions may have new leaders */
+            ferry_metadata_refresh(cl, "broker unreachable");
         ferry_kick(cl);
     }
 }

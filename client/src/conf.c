@@ -82,6 +82,13 @@ static const struct conf_prop props[] = {
      "the partition until ferry_seek."},
     {"socket.connection.setup.timeout.ms", CT_INT, "10000", 100, 300000, NULL, {0},
      OFF(conn_setup_timeout_ms), "Time to connect, finish TLS and ApiVersions before giving up on a broker."},
+    {"enable.idempotence", CT_ENUM, "true", 0, 0, "true|false", {1, 0}, OFF(idempotence),
+     "Producer: exactly-once per partition across retries. The producer gets an id (InitProducerId) and "
+     "numbers each partition's batches; the leader stores a retried batch once and acknowledges it with "
+     "its original offset. Allows up to min(5, max.in.flight.requests.per.connection) batches in flight "
+     "per partition, kept in order through retries. Requires acks=all: setting it to true with acks 0 or 1 "
+     "is an error; left at its default, acks 0 or 1 turn it off. false: one batch in flight per partition "
+     "(order kept) and a retry after a lost acknowledgement may store a batch twice."},
 };
 
 #define NPROPS (sizeof props / sizeof props[0])
@@ -326,6 +333,19 @@ int ferry_settings_load(const ferry_conf_t *conf, struct ferry_settings *s, char
             }
             memcpy(field, &ival, sizeof ival);
         }
+    }
+    /* enable.idempotence needs acks=all: refused when asked for explicitly, else turned off. */
+    size_t idem;
+    if (prop_find("enable.idempotence", &idem) != NULL && s->idempotence && s->acks != -1) {
+        if (conf->values[idem] != NULL) {
+            ferry_set_errstr(errstr, errstr_size,
+                             "enable.idempotence=true requires acks=all (acks is %lld); set acks=all, or "
+                             "enable.idempotence=false for acks 0 or 1",
+                             (long long)s->acks);
+            ferry_settings_free(s);
+            return -1;
+        }
+        s->idempotence = 0;
     }
     return 0;
 }

@@ -70,6 +70,7 @@ struct ferry_settings {
     int64_t max_partition_fetch_bytes;
     int64_t auto_offset_reset;
     int64_t conn_setup_timeout_ms;
+    int64_t idempotence; /* enable.idempotence, after the acks rule (conf.c): 1 = on */
 };
 
 struct ferry_conf {
@@ -409,6 +410,11 @@ struct ferry_client {
     ferry_err_t unreachable_err;
     char unreachable_msg[256];
     int64_t next_partition_seed;
+    /* idempotent producer (producer.c): the id from InitProducerId, once obtained */
+    enum { PID_NONE, PID_REQUESTING, PID_READY } pid_state;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int64_t pid_retry_at_ms;
 };
 
 /* Logs through the log callback (if any). */

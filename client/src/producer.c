@@ -8,17 +8,48 @@
 #include "ferry_int.h"
 
 /*
- * Ordering: each partition has at most ONE batch in flight. A batch that fails with a retriable
- * error goes back to the head of its partition's queue and is resent (unchanged) after
- * retry.backoff.ms, before anything newer of that partition, so a failure never reorders records
- * within a partition. Pipelining comes from many partitions sharing a request and up to
- * max.in.flight.requests.per.connection requests per broker. A retry after a lost response may
- * duplicate a batch (at-least-once; no idempotent producer yet).
+ * Ordering: with enable.idempotence=false each partition has at most ONE batch in flight. A batch
+ * that fails with a retriable error goes back to its place (by seal order) in its partition's queue
+ * and is resent (unchanged) after retry.backoff.ms, before anything newer of that partition, so a
+ * failure never reorders records within a partition. Pipelining comes from many partitions sharing
+ * a request and up to max.in.flight.requests.per.connection requests per broker. A retry after a
+ * lost response may then duplicate a batch (at-least-once).
+ *
+ * Idempotence (enable.idempotence=true, the default; docs/protocol.md "Idempotent produce"):
+ * the client first gets a producer id (InitProducerId, epoch 0; nothing is sent before). Each
+ * partition has its own (epoch, next_seq) stream: a batch gets its base_sequence the first time it is
+ * sent (not when sealed: the id may not be known yet; batches leave the queue in seal order, so
+ * this is the same numbering), next_seq += record count, wrapping from INT32_MAX to 0. The header
+ * is stamped in place and its CRC recomputed. A sequenced batch keeps its sequence for every retry:
+ * it may have been written, and only its original numbering lets the leader recognise it. Up to
+ * min(5, max.in.flight.requests.per.connection) batches of a partition are in flight, all on the
+ * connection to its leader, which appends requests of a connection in order.
+ *
+ * Per partition, the state machine on each batch result:
+ *   OK, or DUPLICATE_SEQUENCE (stored earlier; offset -1): delivered.
+ *   retriable error (transport, timeout, NOT_LEADER, ...): the batch goes back to the queue at its
+ *     seal-order place; the partition is HELD (sends nothing) until every batch still in flight
+ *     has answered, then resends from the queue head in order, with the original sequences. The
+ *     later in-flight batches answer meanwhile with the same retriable error (a closed connection
+ *     fails them all), with success (the failed one had been written after all: its retry is then a
+ *     duplicate, acknowledged with its original offset), or with OUT_OF_ORDER_SEQUENCE (the failed
+ *     one was not written, so they left a gap): that last case is EXPECTED while an earlier batch of
+ *     the partition is unacknowledged, and handled as retriable.
+ *   OUT_OF_ORDER_SEQUENCE with no earlier batch outstanding (the leader lost our state, e.g. an
+ *     unsynced tail after a power cut), or any permanent failure of a sequenced batch (a
+ *     non-retriable error, delivery.timeout.ms): the sequence stream has a gap that nothing will
+ *     fill. The partition is held until its in-flight batches answer, then BUMPS its epoch
+ *     (epoch + 1, next_seq 0; the leader accepts sequence 0 of a newer epoch) and re-sequences
+ *     every queued batch. A batch re-sequenced after it may have been written can be stored
+ *     twice: that needs a permanent failure of an earlier batch of the same partition.
+ *   INVALID_PRODUCER_EPOCH (fenced): the batch fails; the partition bumps as above.
  *
  * Batching (as Kafka's accumulator): each partition has one open batch that keeps filling until
  * it is SENT, i.e. it is sealed only when a Produce request takes it (or when it reaches
- * batch.size). A partition can send when nothing of it is in flight, linger.ms has passed since
- * its open batch began (or a flush is running), and its leader has room for another request.
+ * batch.size). A partition sends its open batch when nothing of it is in flight, linger.ms has
+ * passed since the batch began (or a flush is running), and its leader has room for another
+ * request; sealed batches (full ones, retries) may go while others are in flight, up to the
+ * partition's in-flight cap (1, or 5 with idempotence).
  * So records arriving one at a time while the partition (or the connection) is busy accumulate
  * into the next batch instead of queueing as many tiny ones; with linger.ms=0 a lone record still
  * goes out at once.
@@ -40,6 +71,9 @@ struct pbatch {
     uint32_t n;
     int64_t first_enqueued_ms;
     int attempts;
+    uint64_t order;  /* seal order within the partition: retries go back to this place */
+    bool sequenced;  /* idempotent: base_seq/epoch stamped into buf (kept for every retry) */
+    int32_t base_seq;
 };
 
 struct ppart {
@@ -54,8 +88,15 @@ struct ppart {
     /* sealed batches not yet sent, oldest first (a retried batch, or batches sealed full), and the
      * one in flight */
     struct pbatch *queue, *queue_tail;
-    struct pbatch *inflight;
+    struct pbatch *inflight, *inflight_tail; /* in send order */
+    int n_inflight;
     int64_t retry_at_ms;
+    uint64_t next_order;
+    /* idempotence (see the state machine above) */
+    int32_t next_seq;
+    int16_t epoch;
+    bool hold; /* a batch is being retried: send nothing until the in-flight ones have answered */
+    bool bump; /* the sequence stream has a gap: bump the epoch once nothing is in flight */
 };
 
 /* A Produce request's batches, in request order. */
@@ -286,6 +327,7 @@ static void ppart_close_batch(struct ferry_client *cl, struct ppart *pp)
     b->drs = drs;
     b->n = n;
     b->first_enqueued_ms = pp->first_enqueued_ms;
+    b->order = pp->next_order++;
     if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "sealing the batch failed: %s", ferry_err_str(rc));
@@ -321,14 +363,34 @@ static void ppart_drop_if_empty(struct ppart *pp)
     }
 }
 
-/* Whether pp may put a batch into a request now: nothing of it in flight, no retry backoff
- * pending, and a sealed batch waiting or an open one whose linger is over (or a flush runs). */
+/* Batches of one partition that may be in flight at once (see the top of the file). */
+static int ppart_max_inflight(const struct ferry_client *cl)
+{
+    if (!cl->s.idempotence)
+        return 1;
+    return cl->s.max_inflight < 5 ? (int)cl->s.max_inflight : 5;
+}
+
+/* Whether pp has room for one more batch in flight (idempotence: id known, not held). */
+static bool ppart_can_send(const struct ferry_client *cl, const struct ppart *pp)
+{
+    if (pp->n_inflight >= ppart_max_inflight(cl))
+        return false;
+    if (cl->s.idempotence && (cl->pid_state != PID_READY || ((pp->hold || pp->bump) && pp->n_inflight > 0)))
+        return false;
+    return true;
+}
+
+/* Whether pp may put a batch into a request now: room in flight, no retry backoff pending, and a
+ * sealed batch waiting or an open one whose linger is over (or a flush runs). */
 static bool ppart_sendable(const struct ferry_client *cl, const struct ppart *pp, int64_t now)
 {
-    if (pp == NULL || pp->inflight != NULL || now < pp->retry_at_ms)
+    if (pp == NULL || !ppart_can_send(cl, pp) || now < pp->retry_at_ms)
         return false;
     if (pp->queue != NULL)
-        return true;
+        return true; /* sealed batches (full ones, retries) pipeline up to the in-flight cap */
+    if (pp->n_inflight > 0)
+        return false; /* the open batch keeps filling behind the ones in flight */
     return pp->builder != NULL && (cl->io_flushing || now - pp->created_ms >= cl->s.linger_ms);
 }
 
@@ -448,15 +510,58 @@ void ferry_producer_topic_updated(struct ferry_client *cl, struct ctopic *t)
 
 /* ---- Produce requests ---- */
 
+/* Unlinks b from pp's in-flight list; the hold ends once nothing is in flight. */
+static void inflight_remove(struct ppart *pp, struct pbatch *b)
+{
+    struct pbatch **bp = &pp->inflight, *prev = NULL;
+    while (*bp != NULL && *bp != b) {
+        prev = *bp;
+        bp = &(*bp)->next;
+    }
+    assert(*bp == b);
+    *bp = b->next;
+    if (pp->inflight_tail == b)
+        pp->inflight_tail = prev;
+    b->next = NULL;
+    pp->n_inflight--;
+    if (pp->n_inflight == 0)
+        pp->hold = false;
+}
+
+/* Puts b back into pp's queue at its seal-order place. */
+static void queue_insert_ordered(struct ppart *pp, struct pbatch *b)
+{
+    struct pbatch **bp = &pp->queue;
+    while (*bp != NULL && (*bp)->order < b->order)
+        bp = &(*bp)->next;
+    b->next = *bp;
+    *bp = b;
+    if (b->next == NULL)
+        pp->queue_tail = b;
+}
+
+/* Whether a batch of pp sealed before b is still unacknowledged (queued or in flight). */
+static bool earlier_outstanding(const struct ppart *pp, const struct pbatch *b)
+{
+    for (const struct pbatch *x = pp->inflight; x; x = x->next)
+        if (x->order < b->order)
+            return true;
+    for (const struct pbatch *x = pp->queue; x; x = x->next)
+        if (x->order < b->order)
+            return true;
+    return false;
+}
+
 static void handle_batch_result(struct ferry_client *cl, struct pbatch *b, int64_t base_offset, int err,
                                 const char *errmsg)
 {
     struct ppart *pp = b->pp;
-    assert(pp->inflight == b);
-    pp->inflight = NULL;
+    inflight_remove(pp, b);
     int64_t now = ferry_now_ms();
-    if (err == FERRY_ERR_NONE) {
-        complete_batch(cl, b, base_offset, FERRY_ERR_NONE, NULL);
+    bool idem = cl->s.idempotence != 0;
+    if (err == FERRY_ERR_NONE || (idem && err == FERRY_ERR_DUPLICATE_SEQUENCE)) {
+        /* DUPLICATE_SEQUENCE: stored by an earlier attempt whose offset the leader no longer knows. */
+        complete_batch(cl, b, err == FERRY_ERR_NONE ? base_offset : -1, FERRY_ERR_NONE, NULL);
         return;
     }
     if (cl->stopping) {
@@ -466,20 +571,34 @@ static void handle_batch_result(struct ferry_client *cl, struct pbatch *b, int64
     if (err == FERRY_ERR_NOT_LEADER || err == FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION || err == FERRY_ERR__TRANSPORT ||
         err == FERRY_ERR__TIMED_OUT || err == FERRY_ERR_BROKER_NOT_AVAILABLE)
         ferry_metadata_refresh(cl, "produce failed");
+    bool retriable = ferry_err_is_retriable((ferry_err_t)err);
+    if (idem && err == FERRY_ERR_OUT_OF_ORDER_SEQUENCE) {
+        /* Expected after an earlier batch failed: it leaves a gap until it is resent. Otherwise the
+         * leader lost our sequence state: bump the epoch and resend under the new one. */
+        if (!earlier_outstanding(pp, b) && !pp->bump) {
+            ferry_log(cl, FERRY_LOG_WARNING,
+                      "produce to %s/%d: sequence %d out of order with nothing earlier outstanding (%s); "
+                      "restarting the partition's sequence under a new epoch",
+                      pp->topic->name, (int)pp->id, (int)b->base_seq, errmsg ? errmsg : "");
+            pp->bump = true;
+        }
+        retriable = true;
+    }
     bool expired = now - b->first_enqueued_ms >= cl->s.delivery_timeout_ms;
-    if (ferry_err_is_retriable((ferry_err_t)err) && !expired) {
+    if (retriable && !expired) {
         b->attempts++;
         ferry_log(cl, FERRY_LOG_INFO, "produce to %s/%d failed (%s), retry %d", pp->topic->name, (int)pp->id,
                   errmsg ? errmsg : ferry_err_str(err), b->attempts);
-        b->next = pp->queue; /* the oldest batch of the partition: back to the head */
-        pp->queue = b;
-        if (pp->queue_tail == NULL)
-            pp->queue_tail = b;
+        queue_insert_ordered(pp, b);
+        if (pp->n_inflight > 0)
+            pp->hold = true; /* resend in order once every later batch has answered */
         pp->retry_at_ms = now + cl->s.retry_backoff_ms;
         return;
     }
+    if (idem && b->sequenced)
+        pp->bump = true; /* its sequence range stays a gap: start a new epoch */
     char msg[640];
-    snprintf(msg, sizeof msg, "%s%s", expired && ferry_err_is_retriable((ferry_err_t)err) ? "delivery.timeout.ms expired; last error: " : "",
+    snprintf(msg, sizeof msg, "%s%s", expired && retriable ? "delivery.timeout.ms expired; last error: " : "",
              errmsg ? errmsg : ferry_err_str(err));
     complete_batch(cl, b, -1, (ferry_err_t)err, msg);
 }
@@ -547,6 +666,49 @@ static void on_produce(struct ferry_client *cl, struct broker *br, int err, cons
     ferry_kick(cl);
 }
 
+/* Gives b the partition's next sequence under the producer id and the partition's epoch: patches
+ * producer_id, producer_epoch and base_sequence in the sealed header and recomputes the CRC. */
+static void batch_stamp(struct ferry_client *cl, struct ppart *pp, struct pbatch *b)
+{
+    struct ferry_batch_header h;
+    assert(b->len >= FERRY_BATCH_HEADER_SIZE && cl->pid_state == PID_READY);
+    ferry_batch_header_decode(b->buf, &h);
+    h.producer_id = cl->producer_id;
+    h.producer_epoch = pp->epoch;
+    h.base_sequence = pp->next_seq;
+    ferry_batch_header_encode(&h, b->buf);
+    uint32_t crc = ferry_crc32c(0, b->buf + FERRY_BATCH_CRC_START, b->len - FERRY_BATCH_CRC_START);
+    b->buf[FERRY_BATCH_OFF_CRC] = (uint8_t)(crc >> 24);
+    b->buf[FERRY_BATCH_OFF_CRC + 1] = (uint8_t)(crc >> 16);
+    b->buf[FERRY_BATCH_OFF_CRC + 2] = (uint8_t)(crc >> 8);
+    b->buf[FERRY_BATCH_OFF_CRC + 3] = (uint8_t)crc;
+    b->base_seq = pp->next_seq;
+    b->sequenced = true;
+    /* Sequences wrap from INT32_MAX to 0 (as Kafka). */
+    pp->next_seq = (int32_t)(((int64_t)pp->next_seq + (int64_t)b->n) % ((int64_t)INT32_MAX + 1));
+}
+
+/* After a gap (see the top of the file), once nothing of pp is in flight: a new epoch, sequences
+ * from 0, every queued batch numbered again when it is sent. */
+static void ppart_maybe_bump(struct ferry_client *cl, struct ppart *pp)
+{
+    if (!pp->bump || pp->n_inflight > 0)
+        return;
+    pp->bump = false;
+    if (pp->epoch == INT16_MAX) {
+        ferry_log(cl, FERRY_LOG_ERR, "produce to %s/%d: producer epoch exhausted; asking for a new producer id",
+                  pp->topic->name, (int)pp->id);
+        cl->pid_state = PID_NONE; /* every partition restarts under the new id (epochs and sequences reset) */
+        return;
+    }
+    pp->epoch++;
+    pp->next_seq = 0;
+    for (struct pbatch *x = pp->queue; x; x = x->next)
+        x->sequenced = false;
+    ferry_log(cl, FERRY_LOG_INFO, "produce to %s/%d: sequences restart at 0 under epoch %d", pp->topic->name,
+              (int)pp->id, (int)pp->epoch);
+}
+
 /*
  * Sends one Produce request to b with one batch of every partition it leads that can send (bounded
  * by the frame size): the partition's oldest sealed batch, else its open batch, sealed now.
@@ -584,6 +746,8 @@ static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t no
                 if (pp->queue == NULL)
                     continue; /* sealing failed: its records are completed with the error */
             }
+            if (cl->s.idempotence && !pp->queue->sequenced)
+                batch_stamp(cl, pp, pp->queue);
             bytes += pp->queue->len + 32;
             rq->batches[rq->n++] = pp->queue;
             any = true;
@@ -643,7 +807,12 @@ static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t no
         if (pp->queue == NULL)
             pp->queue_tail = NULL;
         bt->next = NULL;
-        pp->inflight = bt;
+        if (pp->inflight_tail)
+            pp->inflight_tail->next = bt;
+        else
+            pp->inflight = bt;
+        pp->inflight_tail = bt;
+        pp->n_inflight++;
     }
 
     bool acks0 = cl->s.acks == 0;
@@ -664,6 +833,81 @@ static size_t send_produce(struct ferry_client *cl, struct broker *b, int64_t no
     }
     b->n_produce_inflight++;
     return sent;
+}
+
+/* ---- the producer id (idempotence) ---- */
+
+static void on_init_pid(struct ferry_client *cl, struct broker *br, int err, const char *errmsg,
+                        const struct ferry_response_header *rh, void *arg)
+{
+    (void)br;
+    (void)arg;
+    if (err == FERRY_ERR__DESTROYED) {
+        cl->pid_state = PID_NONE;
+        return;
+    }
+    if (err == 0 && rh->error != 0) {
+        err = rh->error;
+        errmsg = rh->error_message ? rh->error_message : ferry_err_str(rh->error);
+    }
+    int64_t pid = -1, epoch = -1;
+    if (err == 0) {
+        struct ferry_mp_reader rd = {0};
+        pid = rh->body ? ferry_mp_int_range(&rd, rh->body, "producer_id", -1, 1, 0, INT64_MAX) : -1;
+        epoch = rh->body ? ferry_mp_int_range(&rd, rh->body, "producer_epoch", -1, 1, 0, INT16_MAX) : -1;
+        if (rd.err || rh->body == NULL) {
+            err = FERRY_ERR__BAD_RESPONSE;
+            errmsg = rh->body ? rd.errmsg : "InitProducerId response without a body";
+        }
+    }
+    if (err != 0) {
+        ferry_log(cl, FERRY_LOG_WARNING, "InitProducerId failed (%s); retrying", errmsg ? errmsg : ferry_err_str(err));
+        cl->pid_state = PID_NONE;
+        cl->pid_retry_at_ms = ferry_now_ms() + cl->s.retry_backoff_ms;
+        ferry_kick(cl);
+        return;
+    }
+    cl->producer_id = pid;
+    cl->producer_epoch = (int16_t)epoch;
+    cl->pid_state = PID_READY;
+    /* A new id: every partition's sequence stream starts again (also after an epoch ran out). */
+    for (struct ctopic *t = cl->topics; t; t = t->next) {
+        for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
+            struct ppart *pp = t->pparts[p];
+            if (pp == NULL)
+                continue;
+            pp->epoch = (int16_t)epoch;
+            pp->next_seq = 0;
+            pp->bump = false;
+            for (struct pbatch *x = pp->queue; x; x = x->next)
+                x->sequenced = false;
+            for (struct pbatch *x = pp->inflight; x; x = x->next)
+                x->sequenced = false;
+        }
+    }
+    ferry_log(cl, FERRY_LOG_DEBUG, "idempotent producer: id %lld epoch %d", (long long)pid, (int)epoch);
+    ferry_kick(cl);
+}
+
+/* Asks any reachable broker for a producer id when there is something to send and none is known. */
+static void pid_service(struct ferry_client *cl, int64_t now)
+{
+    if (cl->pid_state != PID_NONE || now < cl->pid_retry_at_ms)
+        return;
+    struct broker *b = ferry_broker_any_up(cl);
+    if (b == NULL)
+        return; /* connecting; the next pass tries again */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint32_t corr = ferry_request_begin(cl, &sb, &pk, FERRY_API_INIT_PRODUCER_ID);
+    msgpack_pack_map(&pk, 1);
+    ferry_pack_key(&pk, "transactional_id");
+    msgpack_pack_nil(&pk);
+    if (ferry_request_send(cl, b, &sb, corr, FERRY_API_INIT_PRODUCER_ID, 0, on_init_pid, NULL) != 0) {
+        cl->pid_retry_at_ms = now + cl->s.retry_backoff_ms;
+        return;
+    }
+    cl->pid_state = PID_REQUESTING;
 }
 
 /* ---- the service pass ---- */
@@ -697,6 +941,8 @@ static void expire(struct ferry_client *cl, struct ctopic *t, int64_t now)
             char msg[640];
             snprintf(msg, sizeof msg, "delivery.timeout.ms expired before the batch could be sent%s%s",
                      cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
+            if (b->sequenced)
+                pp->bump = true; /* its sequences were used: a gap (see the top of the file) */
             complete_batch(cl, b, -1, FERRY_ERR__TIMED_OUT, msg);
         }
         /* The open batch is newer than any sealed one: it can only expire once they are gone. */
@@ -750,11 +996,15 @@ void ferry_producer_service(struct ferry_client *cl, int64_t now)
         expire(cl, t, now);
 
     /* Send what is ready; want connections to leaders that have data. */
+    bool have_data = false;
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
             struct ppart *pp = t->pparts[p];
+            if (pp != NULL && cl->s.idempotence)
+                ppart_maybe_bump(cl, pp);
             if (pp == NULL || (pp->queue == NULL && pp->builder == NULL))
                 continue;
+            have_data = true;
             struct broker *b = t->leaders[p] >= 0 ? ferry_broker_by_id(cl, t->leaders[p]) : NULL;
             if (b == NULL)
                 ferry_metadata_refresh(cl, "partition without a leader");
@@ -762,6 +1012,8 @@ void ferry_producer_service(struct ferry_client *cl, int64_t now)
                 ferry_broker_want(cl, b);
         }
     }
+    if (cl->s.idempotence && have_data && !cl->stopping)
+        pid_service(cl, now);
     for (struct broker *b = cl->brokers; b; b = b->next) {
         while (b->state == BROKER_UP && b->n_produce_inflight < cl->s.max_inflight) {
             if (send_produce(cl, b, now) == 0)
@@ -776,8 +1028,8 @@ int64_t ferry_producer_next_due(struct ferry_client *cl, int64_t now)
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
             struct ppart *pp = t->pparts[p];
-            /* A partition with a batch in flight is woken by its response. */
-            if (pp == NULL || pp->inflight != NULL || (pp->queue == NULL && pp->builder == NULL))
+            /* A partition that cannot send more now is woken by a response. */
+            if (pp == NULL || !ppart_can_send(cl, pp) || (pp->queue == NULL && pp->builder == NULL))
                 continue;
             int64_t ready = pp->retry_at_ms;
             if (pp->queue == NULL && !cl->io_flushing && pp->created_ms + cl->s.linger_ms > ready)

@@ -76,6 +76,7 @@ enum ft_security { FT_TLS = 0, FT_PLAINTEXT = 1, FT_MTLS = 2 /* tls.client.auth=
 struct ft_broker_opts {
     enum ft_security security;
     const char *extra; /* more config lines "key = value\n..." (NULL = none) */
+    int node_id;       /* node.id (0 by default) */
 };
 
 /*
@@ -123,6 +124,44 @@ void ft_broker_destroy(struct ft_broker *b);
 void ft_broker_dump_log(const struct ft_broker *b, size_t max_bytes);
 /* Dumps every broker of this process that has not been destroyed (used by FT_ASSERT). */
 void ft_dump_all_brokers(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* A cluster of real ferryd processes (tests/lib/ft_cluster.c)                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+#define FT_CLUSTER_MAX 5
+
+/*
+ * n brokers (node ids 0..n-1) on 127.0.0.1: ephemeral client ports, peer ports picked free at
+ * start (kept across restarts), cluster.members naming all of them, mutual TLS between brokers on
+ * the peer port (server.crt / client.crt of $FERRY_BUILD/certs). b[i] are ordinary fixture
+ * brokers: ft_broker_kill / ft_broker_restart / ft_broker_stop work on them (a restart keeps the
+ * client port, so the broker's registered address stays valid).
+ */
+struct ft_cluster {
+    int n;
+    struct ft_broker b[FT_CLUSTER_MAX];
+    int peer_port[FT_CLUSTER_MAX];
+    char bootstrap[FT_CLUSTER_MAX * 100]; /* "host:port,..." of every broker */
+};
+
+/*
+ * Starts the brokers (o: security and extra config for all; node_id is ignored) and waits until
+ * the controller's metadata lists all n (every broker registered). Returns 0 or -1 (errmsg).
+ */
+int ft_cluster_start(struct ft_cluster *c, int n, const struct ft_broker_opts *o, char *errmsg, size_t errmsg_len);
+/* Stops every broker and removes their temp dirs. Safe on a zeroed struct. */
+void ft_cluster_destroy(struct ft_cluster *c);
+/* ft_conf against broker 0 with bootstrap.servers = every broker of the cluster. */
+ferry_conf_t *ft_cluster_conf(const struct ft_cluster *c, const char *const *kv, char *errmsg, size_t errmsg_len);
+ferry_client_t *ft_cluster_client(const struct ft_cluster *c, ferry_type_t type, const char *const *kv, char *errmsg,
+                                  size_t errmsg_len);
+/*
+ * Waits (up to timeout_ms, scaled) until a broker that is alive reports a live leader for
+ * topic/partition, and returns its index in c->b, or -1 (errmsg).
+ */
+int ft_cluster_leader(const struct ft_cluster *c, const char *topic, int32_t partition, int timeout_ms, char *errmsg,
+                      size_t errmsg_len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* libferry clients against a fixture broker                                                   */
@@ -269,6 +308,32 @@ int ft_raw_roundtrip(struct ft_raw *c, const uint8_t *frame, size_t len, struct 
 /* A record batch of n records ("key-<i>" / value pattern(id0+i, value_len)) built with the wire code. */
 int ft_make_batch(uint32_t n, size_t value_len, uint64_t id0, int compression, uint8_t **out, size_t *out_len,
                   char *errmsg, size_t errmsg_len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* A fault-injecting proxy (idempotence tests)                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A TCP proxy on 127.0.0.1:<ephemeral> in front of a PLAINTEXT broker on 127.0.0.1:up_port, run by
+ * a thread of its own. It forwards whole frames both ways and remembers the correlation ids of
+ * Produce requests; when a drop is armed, the response to a Produce is not forwarded: the proxy
+ * closes that client connection (and its broker side) instead, so the broker has written the batch
+ * but the client never learns it and retries. Start the broker with
+ * "advertised.listen = 127.0.0.1:<ft_proxy_port>" so that clients reach it only through the proxy.
+ * A new connection is closed at once while rejecting (paused), or when the broker cannot be reached.
+ */
+struct ft_proxy;
+int ft_proxy_start(struct ft_proxy **out, int up_port, char *errmsg, size_t errmsg_len);
+int ft_proxy_port(const struct ft_proxy *px);
+/* Where new connections go (after a broker restart on another port). */
+void ft_proxy_set_upstream(struct ft_proxy *px, int up_port);
+/* Drops the next n Produce responses; then_reject: after a drop, reject new connections until
+ * ft_proxy_set_reject(px, 0) (so the test can restart the broker before the client retries). */
+void ft_proxy_drop_produce_responses(struct ft_proxy *px, int n, int then_reject);
+void ft_proxy_set_reject(struct ft_proxy *px, int reject);
+int ft_proxy_dropped(struct ft_proxy *px);           /* Produce responses dropped so far */
+int ft_proxy_forwarded_produce(struct ft_proxy *px); /* Produce responses forwarded so far */
+void ft_proxy_stop(struct ft_proxy *px);             /* closes everything, joins, frees; NULL is a no-op */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Subprocesses (ferryctl)                                                                     */

@@ -83,8 +83,8 @@ static int write_config(struct ft_broker *b, int port, char *errmsg, size_t errm
         return -1;
     }
     fprintf(f, "# written by the ferrytest fixture\n");
-    fprintf(f, "node.id = 0\nlisten = 127.0.0.1:%d\ndata.dir = %s\nready.file = %s\n", port, b->data_dir,
-            b->ready_path);
+    fprintf(f, "node.id = %d\nlisten = 127.0.0.1:%d\ndata.dir = %s\nready.file = %s\n", b->opts.node_id, port,
+            b->data_dir, b->ready_path);
     if (b->opts.security == FT_PLAINTEXT) {
         fprintf(f, "security.protocol = plaintext\n");
     } else {

@@ -44,7 +44,10 @@ static const char *const all_keys[] = {
     "tls.ca.file", "tls.client.auth", "tls.min.version", "max.connections", "connections.handshake.timeout.ms",
     "connections.max.idle.ms", "num.partitions", "segment.bytes",
     "segment.ms", "retention.ms", "retention.bytes", "retention.check.interval.ms", "log.index.interval.bytes",
-    "batch.max.bytes", "flush.before.ack", "ready.file", "log.level", "log.format",
+    "batch.max.bytes", "flush.before.ack", "ready.file", "cluster.id", "peer.listen", "cluster.members",
+    "peer.security.protocol", "peer.tls.cert.file", "peer.tls.key.file", "peer.tls.client.cert.file",
+    "peer.tls.client.key.file",
+    "log.level", "log.format",
 };
 
 Test(config, defaults)
@@ -274,4 +277,35 @@ Test(config, connection_limits)
                  "max.connections is capped by FERRY_MAX_CONNECTIONS");
     cr_assert_eq(ferryd_config_set(&C, "connections.handshake.timeout.ms", "250", err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(C.connections_handshake_timeout_ms, 250);
+}
+
+Test(config, cluster_members_are_parsed_and_checked)
+{
+    char why[256];
+    struct ferryd_member m[FERRYD_MAX_MEMBERS];
+    int n = ferryd_parse_members("0@127.0.0.1:9800,1@broker-1.ferry:9801,2@[::1]:9802", m, FERRYD_MAX_MEMBERS, err,
+                                 sizeof(err));
+    cr_assert_eq(n, 3, "%s", why);
+    cr_assert_eq(m[1].id, 1);
+    cr_assert_str_eq(m[1].host, "broker-1.ferry");
+    cr_assert_eq(m[1].port, 9801);
+    cr_assert_str_eq(m[2].host, "::1");
+    cr_assert_eq(ferryd_parse_members("", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), 0);
+    cr_assert_eq(ferryd_parse_members("0@h:1,0@h:2", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), -1);
+    cr_assert(strstr(why, "twice") != NULL, "%s", why);
+    cr_assert_eq(ferryd_parse_members("x@h:1", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), -1);
+    cr_assert_eq(ferryd_parse_members("0@h:0", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), -1);
+    cr_assert_eq(ferryd_parse_members("0@h:1,", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), 1);
+    cr_assert_eq(ferryd_config_set(&C, "cluster.members", "0@h", why, sizeof(why)), -1);
+    /* node.id must be one of the members */
+    cr_assert_eq(ferryd_config_set(&C, "security.protocol", "plaintext", why, sizeof(why)), 0);
+    cr_assert_eq(ferryd_config_set(&C, "cluster.members", "1@127.0.0.1:9801,2@127.0.0.1:9802", why, sizeof(why)), 0);
+    cr_assert_eq(ferryd_config_validate(&C, why, sizeof(why)), -1);
+    cr_assert(strstr(why, "node.id 0 is not one of the members") != NULL, "%s", why);
+    cr_assert_eq(ferryd_config_set(&C, "cluster.members", "0@127.0.0.1:9800", why, sizeof(why)), 0);
+    /* the peer port is mutual TLS unless set to plaintext explicitly */
+    cr_assert_eq(ferryd_config_validate(&C, why, sizeof(why)), -1);
+    cr_assert(strstr(why, "peer.security.protocol") != NULL, "%s", why);
+    cr_assert_eq(ferryd_config_set(&C, "peer.security.protocol", "plaintext", why, sizeof(why)), 0);
+    cr_assert_eq(ferryd_config_validate(&C, why, sizeof(why)), 0, "%s", why);
 }
