@@ -1,11 +1,13 @@
-/* ferry_bench.c: libferry benchmarks against a running ferryd: produce throughput, open-loop latency, consume. */
+/* ferry_bench.c: libferry benchmarks against ferryd: produce throughput, open-loop latency, consume, failover. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "ferry.h"
@@ -16,6 +18,10 @@
  *   produce   --records N --size B --linger MS [--partitions P]      closed loop, as fast as possible
  *   latency   --rate R --seconds S --warmup S --size B [--linger MS]  open loop at R records/s
  *   consume   --bytes N --size B                                      fill N bytes, then read them back
+ *   failover  --kill-pid PID [--victim ID --survivors HOST:PORT,...]  kill -9 PID (broker ID, the leader of
+ *             partition 0 of bench-failover) right after an acknowledgement, time the kill to the next
+ *             acknowledgement (and to the new leader in the metadata of the survivors)
+ * Every mode takes --replicas RF (default -1: the broker's default) for the topics it creates.
  * Each mode prints human lines and one machine line "RESULT mode=... key=value ..." for run.sh.
  * Value bytes are counted as payload (MB = 10^6 bytes).
  */
@@ -32,6 +38,10 @@ struct opts {
     long seconds;
     long warmup;
     long long bytes;
+    long replicas;
+    long kill_pid;
+    long victim;
+    const char *survivors;
 };
 
 static double now_s(void)
@@ -94,9 +104,32 @@ static void create_topic(const struct opts *o, const char *name, int32_t partiti
     ferry_client_t *a = ferry_client_new(FERRY_ADMIN, conf, err, sizeof(err));
     if (!a)
         die("admin client: %s", err);
-    ferry_err_t e = ferry_admin_create_topic(a, name, partitions, -1, NULL, NULL, 0, 10000, err, sizeof(err));
+    ferry_err_t e = ferry_admin_create_topic(a, name, partitions, (int32_t)o->replicas, NULL, NULL, 0, 10000, err,
+                                             sizeof(err));
     if (e != FERRY_ERR_NONE && e != FERRY_ERR_TOPIC_ALREADY_EXISTS)
         die("create topic %s: %s: %s", name, ferry_err_name(e), err);
+    /* In a cluster each partition elects its leader after the create returns: wait for all of them. */
+    double deadline = now_s() + 60;
+    for (;;) {
+        ferry_metadata_t *md = NULL;
+        const char *topics[] = {name};
+        size_t led = 0, n = 0;
+        if (ferry_admin_describe_cluster(a, topics, 1, &md, 10000, err, sizeof(err)) == FERRY_ERR_NONE &&
+            ferry_metadata_topic_count(md) == 1 && ferry_metadata_topic_err(md, 0) == FERRY_ERR_NONE) {
+            n = ferry_metadata_partition_count(md, 0);
+            for (size_t p = 0; p < n; p++)
+                if (ferry_metadata_partition_leader(md, 0, p) >= 0 &&
+                    ferry_metadata_partition_err(md, 0, p) == FERRY_ERR_NONE)
+                    led++;
+        }
+        ferry_metadata_destroy(md);
+        if (n == (size_t)partitions && led == n)
+            break;
+        if (now_s() > deadline)
+            die("topic %s: %zu of %d partitions have a leader after 60 s", name, led, (int)partitions);
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
     ferry_client_destroy(a);
 }
 
@@ -169,7 +202,7 @@ static double produce_n(const struct opts *o, const char *topic, long n, long li
 static int mode_produce(const struct opts *o)
 {
     char topic[64];
-    snprintf(topic, sizeof(topic), "bench-produce-l%ld", o->linger);
+    snprintf(topic, sizeof(topic), "bench-produce-l%ld-p%ld", o->linger, o->partitions);
     create_topic(o, topic, (int32_t)o->partitions);
     struct counts cnt;
     double t = produce_n(o, topic, o->records, o->linger, &cnt);
@@ -178,8 +211,8 @@ static int mode_produce(const struct opts *o)
            "%zu failed%s%s\n",
            o->records, o->size, o->linger, o->partitions, t, rps, mbps, cnt.failed, cnt.failed ? " first: " : "",
            cnt.failed ? ferry_err_name(cnt.first_err) : "");
-    printf("RESULT mode=produce linger=%ld records=%zu failed=%zu seconds=%.3f rps=%.0f mbps=%.2f\n", o->linger, cnt.ok,
-           cnt.failed, t, rps, mbps);
+    printf("RESULT mode=produce linger=%ld partitions=%ld records=%zu failed=%zu seconds=%.3f rps=%.0f mbps=%.2f\n",
+           o->linger, o->partitions, cnt.ok, cnt.failed, t, rps, mbps);
     return cnt.failed ? 1 : 0;
 }
 
@@ -355,6 +388,167 @@ static int mode_consume(const struct opts *o)
     return 0;
 }
 
+/* ---- failover ---- */
+
+struct one {
+    int done;
+    ferry_err_t err;
+};
+
+static void one_cb(ferry_client_t *c, const ferry_delivery_t *d, void *opaque)
+{
+    (void)c;
+    (void)opaque;
+    struct one *r = d->opaque;
+    r->err = d->err;
+    r->done = 1;
+}
+
+/* Watches the metadata for a new leader of partition 0 while the probe waits for its acknowledgement. */
+struct watch {
+    ferry_client_t *admin; /* bootstrapped from the surviving brokers only */
+    const char *topic;
+    int32_t victim;
+    double next, seen; /* now_s() of the next look, of the first look that saw a new leader (0 = none) */
+    int32_t leader;
+};
+
+/* The leader of partition 0 of topic as the cluster reports it now, -1 if none or on error. */
+static int32_t leader_of(ferry_client_t *a, const char *topic, int timeout_ms)
+{
+    char err[512] = "";
+    ferry_metadata_t *md = NULL;
+    const char *topics[] = {topic};
+    int32_t leader = -1;
+    if (ferry_admin_describe_cluster(a, topics, 1, &md, timeout_ms, err, sizeof(err)) == FERRY_ERR_NONE &&
+        ferry_metadata_topic_count(md) == 1 && ferry_metadata_partition_count(md, 0) >= 1 &&
+        ferry_metadata_partition_err(md, 0, 0) == FERRY_ERR_NONE)
+        leader = ferry_metadata_partition_leader(md, 0, 0);
+    ferry_metadata_destroy(md);
+    return leader;
+}
+
+static void watch_step(struct watch *w)
+{
+    double t = now_s();
+    if (!w || !w->admin || w->seen > 0 || t < w->next)
+        return;
+    w->next = t + 0.02;
+    int32_t l = leader_of(w->admin, w->topic, 1000);
+    if (l >= 0 && l != w->victim) {
+        w->seen = now_s();
+        w->leader = l;
+    }
+}
+
+/*
+ * Produces one record to partition 0 of topic and waits for its delivery report, producing it again after
+ * every failed report, until one is acknowledged or deadline (now_s() clock) passes. Returns 0 when
+ * acknowledged, -1 at the deadline; *errors counts the failed reports and sets *last_err to the last one.
+ * w (NULL for none) is stepped while waiting.
+ */
+static int send_acked(ferry_client_t *p, const char *topic, const uint8_t *value, size_t len, double deadline,
+                      size_t *errors, ferry_err_t *last_err, struct watch *w)
+{
+    while (now_s() < deadline) {
+        struct one r = {0, FERRY_ERR_NONE};
+        ferry_record_t rec = {.topic = topic, .partition = 0, .value = value, .value_len = len, .opaque = &r};
+        ferry_err_t e = ferry_produce(p, &rec, 0);
+        if (e != FERRY_ERR_NONE) {
+            (*errors)++;
+            *last_err = e;
+            ferry_poll(p, 10);
+            continue;
+        }
+        while (!r.done) {
+            ferry_poll(p, 1);
+            watch_step(w);
+            if (now_s() > deadline + 60)
+                die("no delivery report 60 s past the deadline");
+        }
+        if (r.err == FERRY_ERR_NONE)
+            return 0;
+        (*errors)++;
+        *last_err = r.err;
+    }
+    return -1;
+}
+
+static int mode_failover(const struct opts *o)
+{
+    const char *topic = "bench-failover";
+    if (o->kill_pid <= 1)
+        die("failover needs --kill-pid PID");
+    create_topic(o, topic, 1);
+    ferry_conf_t *conf = base_conf(o);
+    conf_set(conf, "linger.ms", "0");
+    conf_set(conf, "delivery.timeout.ms", "30000");
+    ferry_conf_set_delivery_cb(conf, one_cb);
+    char err[512] = "";
+    ferry_client_t *p = ferry_client_new(FERRY_PRODUCER, conf, err, sizeof(err));
+    if (!p)
+        die("producer: %s", err);
+    uint8_t *value = malloc((size_t)o->size);
+    if (!value)
+        die("out of memory");
+    ft_fill_pattern(value, (size_t)o->size, 9);
+    size_t errors = 0;
+    ferry_err_t last = FERRY_ERR_NONE;
+    /* Steady state first: the connection, metadata and leader are warm when the leader dies. */
+    double warm_t0 = now_s();
+    for (int i = 0; i < 20; i++)
+        if (send_acked(p, topic, value, (size_t)o->size, now_s() + 30, &errors, &last, NULL) != 0)
+            die("warm-up produce not acknowledged in 30 s (%s)", ferry_err_name(last));
+    double warm_ms = (now_s() - warm_t0) * 1e3 / 20;
+    errors = 0;
+    struct watch w = {NULL, topic, (int32_t)o->victim, 0, 0, -1};
+    if (o->survivors) {
+        ferry_conf_t *ac = base_conf(o);
+        conf_set(ac, "bootstrap.servers", o->survivors);
+        w.admin = ferry_client_new(FERRY_ADMIN, ac, err, sizeof(err));
+        if (!w.admin)
+            die("admin client: %s", err);
+        int32_t now_leader = leader_of(w.admin, topic, 10000);
+        if (now_leader != w.victim) { /* leadership moved since the caller looked: no kill this time */
+            printf("failover: broker %d is not the leader of %s/0 (%d is): skipped\n", (int)w.victim, topic,
+                   (int)now_leader);
+            printf("RESULT mode=failover skipped=1\n");
+            ferry_client_destroy(w.admin);
+            ferry_client_destroy(p);
+            free(value);
+            return 0;
+        }
+    }
+    /* The previous record is acknowledged and none is in flight: every acknowledgement from here on
+     * comes from a live leader, hence not the killed one. */
+    if (kill((pid_t)o->kill_pid, SIGKILL) != 0)
+        die("kill -9 %ld: %s", o->kill_pid, strerror(errno));
+    double tk = now_s();
+    if (send_acked(p, topic, value, (size_t)o->size, tk + 60, &errors, &last, &w) != 0)
+        die("no acknowledgement within 60 s of the kill (%zu failed reports, last %s)", errors,
+            ferry_err_name(last));
+    double ms = (now_s() - tk) * 1e3;
+    ferry_client_destroy(p);
+    free(value);
+    int32_t leader = w.leader;
+    double seen_ms = w.seen > 0 ? (w.seen - tk) * 1e3 : NAN;
+    if (w.admin) {
+        if (leader < 0)
+            leader = leader_of(w.admin, topic, 10000);
+        ferry_client_destroy(w.admin);
+    }
+    printf("failover: killed pid %ld (broker %ld, leader of %s/0): new leader %d in the metadata after %.0f ms, "
+           "first acknowledgement after %.0f ms; %zu failed attempts in between%s%s (steady state: %.1f ms per "
+           "acknowledged record)\n",
+           o->kill_pid, o->victim, topic, (int)leader, seen_ms, ms, errors, errors ? ", last " : "",
+           errors ? ferry_err_name(last) : "", warm_ms);
+    printf("RESULT mode=failover ms=%.1f leader_ms=%.1f victim=%ld leader=%d errors=%zu\n", ms, seen_ms, o->victim,
+           (int)leader, errors);
+    if (o->victim >= 0 && leader == o->victim)
+        die("the killed broker %ld is still reported as the leader", o->victim);
+    return 0;
+}
+
 static long num(const char *s, const char *what)
 {
     char *end = NULL;
@@ -368,9 +562,10 @@ static long num(const char *s, const char *what)
 int main(int argc, char **argv)
 {
     struct opts o = {.records = 200000, .size = 1024, .linger = 5, .partitions = 1, .rate = 5000, .seconds = 15,
-                     .warmup = 2, .bytes = 1LL << 30};
+                     .warmup = 2, .bytes = 1LL << 30, .replicas = -1, .kill_pid = 0, .victim = -1,
+                     .survivors = NULL};
     if (argc < 2)
-        die("usage: ferry_bench produce|latency|consume --brokers HOST:PORT --ca FILE [options]");
+        die("usage: ferry_bench produce|latency|consume|failover --brokers HOST:PORT --ca FILE [options]");
     o.mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -397,6 +592,14 @@ int main(int argc, char **argv)
             o.warmup = num(v, a);
         else if (!strcmp(a, "--bytes"))
             o.bytes = num(v, a);
+        else if (!strcmp(a, "--replicas"))
+            o.replicas = num(v, a);
+        else if (!strcmp(a, "--kill-pid"))
+            o.kill_pid = num(v, a);
+        else if (!strcmp(a, "--victim"))
+            o.victim = num(v, a);
+        else if (!strcmp(a, "--survivors"))
+            o.survivors = v;
         else
             die("unknown option %s", a);
     }
@@ -410,5 +613,7 @@ int main(int argc, char **argv)
         return mode_latency(&o);
     if (!strcmp(o.mode, "consume"))
         return mode_consume(&o);
+    if (!strcmp(o.mode, "failover"))
+        return mode_failover(&o);
     die("unknown mode %s", o.mode);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh BUILD: the single-broker benchmark (make bench): starts a TLS ferryd on 127.0.0.1 with fsync before
 # ack (the default), runs build/bench/ferry_bench for produce throughput, open-loop latency and consume
-# throughput, prints a table with ratios to the reference figures of ARCHITECTURE.md, and cleans up.
+# throughput, prints a table with ratios to the reference figures of ARCHITECTURE.md, and cleans up. Then it
+# runs the 3-broker section, tests/bench/cluster.sh (its header lists its settings); BENCH_CLUSTER=0 skips it.
 #
 # Environment: BENCH_CONSUME_BYTES (default 1073741824), BENCH_PRODUCE_RECORDS (default 300000),
 # BENCH_LATENCY_SECONDS (default 15), BENCH_LATENCY_LINGER_MS (default 1), BENCH_RECORD_BYTES (default 1024).
@@ -106,3 +107,11 @@ printf '%-44s %10s %10s\n' "ratio (reference / ferry; >1 = ferry faster)" \
 echo
 echo "Notes: the reference ran 3 nodes with replication and no fsync; this is one broker that fsyncs"
 echo "before acking. Figures swing +-40% run to run; compare ratios within one run."
+
+# The single broker stops (and its data goes) before the cluster starts.
+cleanup
+pid=
+if [ "${BENCH_CLUSTER:-1}" != "0" ]; then
+    echo
+    "$(dirname "$0")/cluster.sh" "$build"
+fi
