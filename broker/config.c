@@ -126,6 +126,14 @@ static const struct cfg_entry cfg_table[] = {
      "`peer.security.protocol=tls`."},
     {"peer.tls.client.key.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_client_key_file), NULL,
      "PEM private key of `peer.tls.client.cert.file`."},
+    {"raft.snapshot.threshold", CFG_INT, NULL, 1024, 2, 1 << 20, NULL, NULL, 0, OFF(raft_snapshot_threshold), NULL,
+     "Committed entries of a partition's Raft group between two snapshots (a snapshot is the partition's "
+     "log end offset; the entries before it leave the Raft log). Smaller keeps less in memory; a replica "
+     "that falls further behind than the log kept then refills its segments from the leader "
+     "(docs/replication.md). Used only in a cluster."},
+    {"raft.snapshot.trailing", CFG_INT, NULL, 256, 1, 1 << 20, NULL, NULL, 0, OFF(raft_snapshot_trailing), NULL,
+     "Entries a partition's Raft group keeps after a snapshot, so a replica slightly behind catches up "
+     "from the log instead of a snapshot. Used only in a cluster."},
     {"log.level", CFG_ENUM, "info", 0, 0, 0, "error|warn|info|debug", NULL, 0, OFF(log_level), NULL,
      "Least severe level written to stderr."},
     {"log.format", CFG_ENUM, "text", 0, 0, 0, "text|json", NULL, 0, OFF(log_format), NULL,

@@ -49,6 +49,8 @@ struct ferryd_config {
     char *peer_tls_key_file;
     char *peer_tls_client_cert_file;
     char *peer_tls_client_key_file;
+    int64_t raft_snapshot_threshold;
+    int64_t raft_snapshot_trailing;
     int log_level;  /* enum ferryd_log_level */
     int log_format; /* enum ferryd_log_format */
     /* Line of the config file that set each table entry (0 = not from the file), to refuse duplicates. */

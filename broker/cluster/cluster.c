@@ -8,6 +8,7 @@
 
 #include "../../raft/ferry_raft.h"
 #include "broker.h"
+#include "cluster/catchup.h"
 #include "ferry_errors.h"
 #include "logging.h"
 #include "proto/batch.h"
@@ -23,6 +24,17 @@
 /* A graceful stop waits this long at most for its leadership transfers (each one gives up after an
  * election timeout by itself; they run in parallel). */
 #define HANDOFF_MAX_MS 5000
+/* Committed entries a catching-up replica holds in memory until its segments reach the snapshot
+ * (docs/replication.md, "A replica that lacks segment data"); past it the group stops applying. */
+#define CATCHUP_QUEUE_MAX_BYTES ((size_t)256 * 1024 * 1024)
+
+/* A committed entry applied later, once the catch-up is done. */
+struct cl_entry {
+    struct cl_entry *next;
+    uint64_t index;
+    size_t len;
+    uint8_t data[];
+};
 
 struct cl_part {
     struct ferryd_cluster *c;
@@ -32,7 +44,14 @@ struct cl_part {
     struct fr_group *g;
     struct ferryd_partition *p;
     int64_t cursor; /* offset the next applied entry gets: dedupes entries replayed after a restart */
-    int stale;      /* restored from a snapshot past our log's end: cannot apply (catch-up not built) */
+    /* Catch-up: restored from a snapshot whose log end (target) is past our log's end. Entries
+     * committed meanwhile wait in the queue; the segments are fetched from the leader (catchup.c). */
+    int catching_up;
+    int broken; /* a queued entry failed to apply: the group stops applying here */
+    int64_t target;
+    struct cl_catchup *cu; /* the fetch running, or NULL (the tick starts one) */
+    struct cl_entry *qhead, *qtail;
+    size_t qbytes;
 };
 
 struct cl_topic {
@@ -55,6 +74,7 @@ struct ferryd_cluster {
     struct fr_node *node;
     struct fr_group *ctl;
     struct ferry_tls_ctx *tls_server, *tls_client; /* peer port; NULL in plaintext */
+    struct ferry_tls_ctx *tls_fetch; /* catch-up Fetches to other brokers' client listeners; NULL in plaintext */
     int64_t self;
     struct ferryd_member members[FERRYD_MAX_MEMBERS];
     int nmembers;
@@ -120,6 +140,67 @@ static int replay_one(struct cl_part *cp, const uint8_t *buf, size_t len, const 
     return 0;
 }
 
+static const struct cl_broker *find_broker(const struct ferryd_cluster *c, int64_t id);
+
+static void queue_free(struct cl_part *cp)
+{
+    while (cp->qhead != NULL) {
+        struct cl_entry *e = cp->qhead;
+        cp->qhead = e->next;
+        free(e);
+    }
+    cp->qtail = NULL;
+    cp->qbytes = 0;
+}
+
+/* Keeps a committed entry for later (the replica is catching up). 0, or -1 past the bound. */
+static int queue_entry(struct cl_part *cp, uint64_t index, const uint8_t *buf, size_t len)
+{
+    if (cp->qbytes + len > CATCHUP_QUEUE_MAX_BYTES) {
+        LOG_ERROR("partition %s: %zu bytes of entries wait for the catch-up: entry %" PRIu64
+                  " cannot be kept; this replica stops applying",
+                  cp->label, cp->qbytes, index);
+        return -1;
+    }
+    struct cl_entry *e = malloc(sizeof(*e) + len);
+    if (e == NULL)
+        return -1;
+    e->next = NULL;
+    e->index = index;
+    e->len = len;
+    memcpy(e->data, buf, len);
+    if (cp->qtail != NULL)
+        cp->qtail->next = e;
+    else
+        cp->qhead = e;
+    cp->qtail = e;
+    cp->qbytes += len;
+    return 0;
+}
+
+/* Stops a catch-up and forgets its queue (the part closes, or a newer snapshot replaces it). */
+static void catchup_stop(struct cl_part *cp)
+{
+    if (cp->cu != NULL)
+        cl_catchup_cancel(cp->cu);
+    cp->cu = NULL;
+    queue_free(cp);
+    cp->catching_up = 0;
+}
+
+static void catchup_cancel_fetch(struct cl_part *cp)
+{
+    if (cp->cu != NULL)
+        cl_catchup_cancel(cp->cu);
+    cp->cu = NULL;
+}
+
+static void part_free(struct cl_part *cp)
+{
+    catchup_stop(cp);
+    free(cp);
+}
+
 static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len, void **result)
 {
     struct cl_part *cp = data;
@@ -127,11 +208,13 @@ static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len
     char msg[256];
     (void)index;
     *result = NULL;
-    if (cp->stale || cp->p == NULL) {
+    if (cp->broken || cp->p == NULL) {
         LOG_ERROR("partition %s: cannot apply entry %" PRIu64 ": %s", cp->label, index,
-                  cp->stale ? "restored past the local log (segment catch-up is not implemented)" : "no log");
+                  cp->broken ? "an earlier entry failed to apply" : "no log");
         return -1;
     }
+    if (cp->catching_up)
+        return queue_entry(cp, index, buf, len);
     if (ferry_batch_validate(buf, len, len, &h, msg, sizeof(msg)) != 0) {
         LOG_ERROR("partition %s: committed entry %" PRIu64 " is not a batch: %s", cp->label, index, msg);
         return 0; /* deterministic on every replica: skipped everywhere */
@@ -170,7 +253,7 @@ static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len
 static int part_snapshot(void *data, uint8_t **buf, size_t *len)
 {
     struct cl_part *cp = data;
-    if (cp->p == NULL || ferryd_partition_sync_now(cp->p) != 0)
+    if (cp->p == NULL || cp->catching_up || cp->broken || ferryd_partition_sync_now(cp->p) != 0)
         return -1; /* Raft tries again after a later apply */
     uint8_t *out = malloc(8);
     if (out == NULL)
@@ -192,19 +275,88 @@ static int part_restore(void *data, uint64_t index, const uint8_t *buf, size_t l
     for (int i = 0; i < 8; i++)
         v = (v << 8) | buf[i];
     cp->cursor = (int64_t)v;
+    catchup_stop(cp); /* the new snapshot covers every queued entry */
     if (cp->p != NULL && cp->cursor > ferry_log_end_offset(cp->p->log)) {
-        cp->stale = 1;
-        LOG_ERROR("partition %s: snapshot at entry %" PRIu64 " ends at offset %" PRId64
-                  " but the local log ends at %" PRId64 ": this replica needs the missing segments from the leader "
-                  "(not implemented yet; docs/replication.md)",
-                  cp->label, index, cp->cursor, ferry_log_end_offset(cp->p->log));
+        cp->catching_up = 1;
+        cp->target = cp->cursor;
+        LOG_WARN("partition %s: snapshot at entry %" PRIu64 " ends at offset %" PRId64
+                 " but the local log ends at %" PRId64 ": catching up from the leader before applying further",
+                 cp->label, index, cp->cursor, ferry_log_end_offset(cp->p->log));
     }
     return 0;
 }
 
+static void on_catchup_transfer(void *arg, int status)
+{
+    (void)arg;
+    (void)status; /* the tick tries again while this replica still leads */
+}
+
+/* The segments reached the snapshot: applies the entries that waited, in order. */
+static void on_catchup_done(void *arg, int status, const char *msg)
+{
+    struct cl_part *cp = arg;
+    cp->cu = NULL;
+    if (status != 0) {
+        LOG_WARN("partition %s: catch-up at offset %" PRId64 " of %" PRId64 ": %s; retrying", cp->label,
+                 cp->p != NULL ? ferry_log_end_offset(cp->p->log) : -1, cp->target, msg);
+        return;
+    }
+    LOG_INFO("partition %s: caught up to offset %" PRId64 "; applying %zu bytes of waiting entries", cp->label,
+             cp->target, cp->qbytes);
+    cp->catching_up = 0;
+    while (cp->qhead != NULL && !cp->broken) {
+        struct cl_entry *e = cp->qhead;
+        void *result;
+        cp->qhead = e->next;
+        cp->qbytes -= e->len;
+        if (part_apply(cp, e->index, e->data, e->len, &result) != 0)
+            cp->broken = 1;
+        free(e);
+    }
+    queue_free(cp);
+}
+
+/* Starts the catch-up of cp from its group's leader (on the tick, never inside a Raft callback). */
+static void catchup_drive(struct ferryd_cluster *c, struct cl_part *cp)
+{
+    char msg[256];
+    if (!cp->catching_up || cp->cu != NULL || cp->p == NULL)
+        return;
+    if (c->b->cfg->security_protocol == FERRYD_SECURITY_TLS && c->tls_fetch == NULL)
+        return; /* logged at start */
+    if (fr_group_is_leader(cp->g)) {
+        /* A replica without the data must not lead: hand the group to an up-to-date voter. */
+        fr_group_transfer(cp->g, 0, on_catchup_transfer, NULL, msg, sizeof(msg));
+        return;
+    }
+    uint64_t l = fr_group_leader(cp->g, NULL);
+    const struct cl_broker *lb = l == 0 ? NULL : find_broker(c, (int64_t)l - 1);
+    if (lb == NULL)
+        return; /* no known leader (or its client address) yet */
+    struct cl_catchup_req r = {.loop = c->b->loop,
+                               .host = lb->host,
+                               .port = lb->port,
+                               .tls = c->tls_fetch,
+                               .topic = cp->topic,
+                               .partition = cp->idx,
+                               .p = cp->p,
+                               .target = cp->target};
+    if (cl_catchup_start(&r, on_catchup_done, cp, &cp->cu, msg, sizeof(msg)) != 0)
+        LOG_WARN("partition %s: catch-up from broker %" PRId64 ": %s", cp->label, lb->id, msg);
+}
+
+static void catchup_tick(struct ferryd_cluster *c)
+{
+    for (unsigned i = 0; i < c->ntopics; i++)
+        for (int32_t k = 0; k < c->topics[i]->np; k++)
+            if (c->topics[i]->parts[k] != NULL)
+                catchup_drive(c, c->topics[i]->parts[k]);
+}
+
 static void part_closed(void *arg)
 {
-    free(arg);
+    part_free(arg);
 }
 
 static struct cl_topic *find_topic(const struct ferryd_cluster *c, const char *name, size_t len)
@@ -250,6 +402,8 @@ static void ensure_local(struct ferryd_cluster *c, struct cl_topic *t)
             .group_id = t->gids[i],
             .name = cp->label,
             .fsm = {.data = cp, .apply = part_apply, .snapshot = part_snapshot, .restore = part_restore},
+            .snapshot_threshold = (unsigned)c->b->cfg->raft_snapshot_threshold,
+            .snapshot_trailing = (unsigned)c->b->cfg->raft_snapshot_trailing,
         };
         if (fr_group_open(c->node, &gc, &cp->g, msg, sizeof(msg)) != FR_OK) {
             LOG_ERROR("partition %s: opening its Raft group failed: %s", cp->label, msg);
@@ -286,6 +440,7 @@ static void drop_local(struct ferryd_cluster *c, struct cl_topic *t)
             continue;
         if (cp->p != NULL)
             cp->p->replica = NULL;
+        catchup_stop(cp); /* before the log goes */
         cp->p = NULL;
         fr_group_close(cp->g, part_closed, cp);
         t->parts[i] = NULL;
@@ -620,6 +775,7 @@ static void on_tick(uv_timer_t *h)
     struct ferryd_cluster *c = h->data;
     struct ferryd *b = c->b;
     char msg[256];
+    catchup_tick(c);
     if (c->ctl == NULL || !fr_group_is_leader(c->ctl) || c->reg_in_flight)
         return;
     const struct cl_broker *me = find_broker(c, c->self);
@@ -663,7 +819,9 @@ static void free_tls(struct ferryd_cluster *c)
         ferry_tls_ctx_free(c->tls_server);
     if (c->tls_client != NULL)
         ferry_tls_ctx_free(c->tls_client);
-    c->tls_server = c->tls_client = NULL;
+    if (c->tls_fetch != NULL)
+        ferry_tls_ctx_free(c->tls_fetch);
+    c->tls_server = c->tls_client = c->tls_fetch = NULL;
 }
 
 static void on_start_failed_stopped(void *arg)
@@ -708,6 +866,18 @@ int ferryd_cluster_start(struct ferryd *b, struct ferryd_cluster **out, char *er
     } else {
         LOG_WARN("peer.security.protocol=plaintext: Raft traffic between brokers is neither encrypted nor "
                  "authenticated");
+    }
+    if (b->cfg->security_protocol == FERRYD_SECURITY_TLS) {
+        /* Catch-up Fetches go to the leader's client listener: verified against tls.ca.file, with
+         * the peer client certificate (accepted when that listener requires mutual TLS). */
+        int has_cert = b->cfg->peer_tls_client_cert_file != NULL && b->cfg->peer_tls_client_cert_file[0] != '\0';
+        struct ferry_tls_config fc = {.ca_file = b->cfg->tls_ca_file,
+                                      .cert_file = has_cert ? b->cfg->peer_tls_client_cert_file : NULL,
+                                      .key_file = has_cert ? b->cfg->peer_tls_client_key_file : NULL,
+                                      .min_version_tls13 = b->cfg->tls_min_version == FERRYD_TLS_13};
+        if ((c->tls_fetch = ferry_tls_client_ctx_new(&fc, why, sizeof(why))) == NULL)
+            LOG_WARN("catch-up TLS client (tls.ca.file): %s; a replica that lacks segment data cannot catch up",
+                     why);
     }
     snprintf(dir, sizeof(dir), "%s/raft", b->cfg->data_dir);
     struct fr_node_config nc = {
@@ -785,7 +955,7 @@ static void on_node_stopped(void *arg)
                 continue;
             if (t->parts[k]->p != NULL)
                 t->parts[k]->p->replica = NULL;
-            free(t->parts[k]);
+            part_free(t->parts[k]);
         }
         topic_free(t);
     }
@@ -813,6 +983,10 @@ void ferryd_cluster_stop(struct ferryd_cluster *c, void (*cb)(void *arg), void *
     c->stop_cb = cb;
     c->stop_arg = arg;
     c->handoff_cb = NULL; /* a hand-off still running is abandoned */
+    for (unsigned i = 0; i < c->ntopics; i++)
+        for (int32_t k = 0; k < c->topics[i]->np; k++)
+            if (c->topics[i]->parts[k] != NULL)
+                catchup_cancel_fetch(c->topics[i]->parts[k]); /* its connection closes while the loop runs */
     uv_timer_stop(&c->tick);
     uv_close((uv_handle_t *)&c->tick, on_tick_closed);
 }
@@ -933,6 +1107,11 @@ int ferryd_cluster_check_leader(const struct ferryd_cluster *c, struct ferryd_pa
         return 0;
     if (cp == NULL) {
         snprintf(msg, msg_len, "broker %" PRId64 " does not replicate %s (yet); leader_id=-1", c->self, p->label);
+        return FERRY_ERR_NOT_LEADER;
+    }
+    if (cp->catching_up) {
+        snprintf(msg, msg_len, "broker %" PRId64 " is catching up on %s (its segments lack the leader's data); "
+                 "leader_id=-1", cp->c->self, cp->label);
         return FERRY_ERR_NOT_LEADER;
     }
     if (fr_group_is_leader(cp->g))

@@ -46,7 +46,7 @@ static const char *const all_keys[] = {
     "segment.ms", "retention.ms", "retention.bytes", "retention.check.interval.ms", "log.index.interval.bytes",
     "batch.max.bytes", "flush.before.ack", "ready.file", "cluster.id", "peer.listen", "cluster.members",
     "peer.security.protocol", "peer.tls.cert.file", "peer.tls.key.file", "peer.tls.client.cert.file",
-    "peer.tls.client.key.file",
+    "peer.tls.client.key.file", "raft.snapshot.threshold", "raft.snapshot.trailing",
     "log.level", "log.format",
 };
 
