@@ -102,30 +102,15 @@ static void wait_converged(int leader)
     }
 }
 
-/* Every stored batch of broker i's partition, read with the storage API (broker stopped). */
+/* Stops every broker cleanly and checks the three replicas hold the same batches, ending at want_end. */
 static uint8_t *read_replica(int i, size_t *len, int64_t *end)
 {
-    char dir[512];
-    struct ferry_log_config lc = {0};
-    struct ferry_log *log = NULL;
-    snprintf(dir, sizeof(dir), "%s/topics/%s-0", C.b[i].data_dir, TOPIC);
-    lc.segment_bytes = 1 << 30;
-    lc.segment_ms = INT64_MAX / 4;
-    lc.retention_ms = -1;
-    lc.retention_bytes = -1;
-    lc.index_interval_bytes = 4096;
-    FT_ASSERT_EQ(ferry_log_open(dir, &lc, &log, E, sizeof(E)), 0, "open replica %d: %s", i, E);
-    *end = ferry_log_end_offset(log);
     uint8_t *out = NULL;
-    *len = 0;
-    if (*end > 0)
-        FT_ASSERT_EQ(ferry_log_read(log, 0, *end, (size_t)1 << 30, &out, len, E, sizeof(E)), 0, "read replica %d: %s",
-                     i, E);
-    ferry_log_close(log);
+    FT_ASSERT_EQ(ft_read_replica_log(C.b[i].data_dir, TOPIC, 0, &out, len, end, E, sizeof(E)), 0,
+                 "read replica %d: %s", i, E);
     return out;
 }
 
-/* Stops every broker cleanly and checks the three replicas hold the same batches, ending at want_end. */
 static void stop_and_compare(int64_t want_end)
 {
     for (int i = 0; i < 3; i++)

@@ -101,26 +101,11 @@ static long long segment_bytes(int i, int32_t part)
     return total;
 }
 
-/* Every stored batch of a replica's partition, read with the storage API (broker stopped). */
 static uint8_t *read_replica(int i, int32_t part, size_t *len, int64_t *end)
 {
-    char dir[512];
-    struct ferry_log_config lc = {0};
-    struct ferry_log *log = NULL;
-    snprintf(dir, sizeof(dir), "%s/topics/%s-%d", C.b[i].data_dir, TOPIC, (int)part);
-    lc.segment_bytes = 1 << 30;
-    lc.segment_ms = INT64_MAX / 4;
-    lc.retention_ms = -1;
-    lc.retention_bytes = -1;
-    lc.index_interval_bytes = 4096;
-    FT_ASSERT_EQ(ferry_log_open(dir, &lc, &log, E, sizeof(E)), 0, "open replica %d: %s", i, E);
-    *end = ferry_log_end_offset(log);
     uint8_t *out = NULL;
-    *len = 0;
-    if (*end > 0)
-        FT_ASSERT_EQ(ferry_log_read(log, 0, *end, (size_t)1 << 30, &out, len, E, sizeof(E)), 0, "read replica %d: %s",
-                     i, E);
-    ferry_log_close(log);
+    FT_ASSERT_EQ(ft_read_replica_log(C.b[i].data_dir, TOPIC, part, &out, len, end, E, sizeof(E)), 0,
+                 "read replica %d: %s", i, E);
     return out;
 }
 

@@ -150,6 +150,11 @@ struct ft_cluster {
  * the controller's metadata lists all n (every broker registered). Returns 0 or -1 (errmsg).
  */
 int ft_cluster_start(struct ft_cluster *c, int n, const struct ft_broker_opts *o, char *errmsg, size_t errmsg_len);
+/* Every stored batch of partition topic/part in a (stopped) broker's data dir, read with the storage API.
+ * On success *out is malloc'd (NULL when empty), *len its size and *end the log end offset; returns 0,
+ * or -1 with errmsg filled. */
+int ft_read_replica_log(const char *data_dir, const char *topic, int32_t part, uint8_t **out, size_t *len,
+                        int64_t *end, char *errmsg, size_t errmsg_len);
 /* Stops every broker and removes their temp dirs. Safe on a zeroed struct. */
 void ft_cluster_destroy(struct ft_cluster *c);
 /* ft_conf against broker 0 with bootstrap.servers = every broker of the cluster. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ferrytest.h"
+#include "storage/log.h"
 
 /* Registration goes through the controller (a leadership hand-off per broker): seconds, not ms. */
 #define CLUSTER_READY_MS 30000
@@ -180,4 +181,29 @@ int ft_cluster_leader(const struct ft_cluster *c, const char *topic, int32_t par
         snprintf(errmsg, errmsg_len, "%s/%d: no live leader after %d ms (%s)", topic, (int)partition,
                  ft_ms(timeout_ms), err);
     return found;
+}
+
+int ft_read_replica_log(const char *data_dir, const char *topic, int32_t part, uint8_t **out, size_t *len,
+                        int64_t *end, char *errmsg, size_t errmsg_len)
+{
+    char dir[1024];
+    struct ferry_log_config lc = {
+        .segment_bytes = 1 << 30,
+        .segment_ms = INT64_MAX / 4,
+        .retention_ms = -1,
+        .retention_bytes = -1,
+        .index_interval_bytes = 4096,
+    };
+    struct ferry_log *log = NULL;
+    *out = NULL;
+    *len = 0;
+    snprintf(dir, sizeof(dir), "%s/topics/%s-%d", data_dir, topic, (int)part);
+    if (ferry_log_open(dir, &lc, &log, errmsg, errmsg_len) != 0)
+        return -1;
+    *end = ferry_log_end_offset(log);
+    int rc = 0;
+    if (*end > 0 && ferry_log_read(log, 0, *end, (size_t)1 << 30, out, len, errmsg, errmsg_len) != 0)
+        rc = -1;
+    ferry_log_close(log);
+    return rc;
 }
