@@ -65,7 +65,7 @@ struct ferryd_partition {
     void (*on_deleted)(struct ferryd_partition *p, void *arg);
     void *on_deleted_arg;
     /*
-     * Set by the cluster (cluster/cluster.c) when the partition is a Raft group replica: appends
+     * Set by the cluster (cluster/partition_group.c) when the partition is a Raft group replica: appends
      * happen only in the group's apply callback and start no sync of their own (Raft's log is the
      * durable copy; the segments are synced by the housekeeping timer and before every snapshot),
      * and the high watermark is the applied end (ferryd_partition_high_watermark). NULL standalone.
