@@ -396,3 +396,46 @@ int ferryd_cluster_produce(struct ferryd_partition *p, const uint8_t *batch, siz
     assert(cp != NULL);
     return cl_propose(cp->g, batch, len, cb, NULL, arg, FERRY_ERR_NOT_LEADER, msg, msg_len);
 }
+
+void ferryd_cluster_set_role_observer(struct ferryd_cluster *c, ferryd_cluster_role_cb cb, void *arg)
+{
+    c->role_cb = cb;
+    c->role_arg = arg;
+}
+
+struct barrier_req {
+    ferryd_cluster_barrier_cb cb;
+    void *arg;
+};
+
+static void on_barrier(void *arg, int status)
+{
+    struct barrier_req *r = arg;
+    r->cb(r->arg, status == FR_OK ? 0 : FERRY_ERR_NOT_LEADER);
+    free(r);
+}
+
+int ferryd_cluster_barrier(struct ferryd_partition *p, ferryd_cluster_barrier_cb cb, void *arg, char *msg,
+                           size_t msg_len)
+{
+    struct cl_part *cp = p->replica;
+    if (cp == NULL || !fr_group_is_leader(cp->g)) {
+        snprintf(msg, msg_len, "not the leader of %s", p->label);
+        return FERRY_ERR_NOT_LEADER;
+    }
+    struct barrier_req *r = malloc(sizeof(*r));
+    if (r == NULL) {
+        snprintf(msg, msg_len, "out of memory");
+        return FERRY_ERR_UNKNOWN;
+    }
+    r->cb = cb;
+    r->arg = arg;
+    char why[256];
+    int rc = fr_group_barrier(cp->g, on_barrier, r, why, sizeof(why));
+    if (rc != FR_OK) {
+        free(r);
+        snprintf(msg, msg_len, "%s", why);
+        return rc == FR_ERR_NOT_LEADER || rc == FR_ERR_LEADERSHIP_LOST ? FERRY_ERR_NOT_LEADER : FERRY_ERR_UNKNOWN;
+    }
+    return 0;
+}

@@ -76,6 +76,21 @@ typedef void (*ferryd_cluster_produce_cb)(void *arg, int error, int64_t base_off
 int ferryd_cluster_produce(struct ferryd_partition *p, const uint8_t *batch, size_t len, ferryd_cluster_produce_cb cb,
                            void *arg, char *msg, size_t msg_len);
 
+/*
+ * Observer of partition leadership on this broker (the group coordinator uses it): cb(arg, topic,
+ * partition, is_leader) runs when this broker becomes or stops being the leader of a partition it
+ * replicates. It runs right after a Raft step: it must not close the group or stop the cluster;
+ * proposing is allowed. One observer; NULL clears it.
+ */
+typedef void (*ferryd_cluster_role_cb)(void *arg, const char *topic, int32_t partition, int is_leader);
+void ferryd_cluster_set_role_observer(struct ferryd_cluster *c, ferryd_cluster_role_cb cb, void *arg);
+
+/* A barrier on p's group (leader only): cb(arg, error) once every entry committed before it is
+ * applied into p's log (error 0), or NOT_LEADER. Returns 0 (cb runs once) or an error code with msg. */
+typedef void (*ferryd_cluster_barrier_cb)(void *arg, int error);
+int ferryd_cluster_barrier(struct ferryd_partition *p, ferryd_cluster_barrier_cb cb, void *arg, char *msg,
+                           size_t msg_len);
+
 /* ---- admin (controller leader only; others get NOT_CONTROLLER) ---- */
 typedef void (*ferryd_cluster_done_cb)(void *arg, int error, const char *msg);
 /* rf -1 = min(3, brokers). Returns 0 (cb runs once) or an error code with msg (cb never runs). */

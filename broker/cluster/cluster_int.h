@@ -47,6 +47,7 @@ struct cl_part {
      * committed meanwhile wait in the queue; the segments are fetched from the leader (catchup.c). */
     int catching_up;
     int broken; /* a queued entry failed to apply: the group stops applying here */
+    int is_leader; /* as last reported by on_role */
     int64_t target;
     struct cl_catchup *cu; /* the fetch running, or NULL (the tick starts one) */
     struct cl_entry *qhead, *qtail;
@@ -93,6 +94,8 @@ struct ferryd_cluster {
     uint64_t last_handoff_ms;
     void (*stop_cb)(void *arg);
     void *stop_arg;
+    ferryd_cluster_role_cb role_cb; /* leadership observer (ferryd_cluster_set_role_observer) */
+    void *role_arg;
 };
 
 /* Raft ids are node.id + 1 (the Raft layer reserves 0). */

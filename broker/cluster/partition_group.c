@@ -254,6 +254,18 @@ static void part_closed(void *arg)
     cl_part_free(arg);
 }
 
+static void part_on_role(void *data, int is_leader, uint64_t leader_id, uint64_t term)
+{
+    struct cl_part *cp = data;
+    (void)leader_id;
+    (void)term;
+    if (cp->is_leader == is_leader)
+        return;
+    cp->is_leader = is_leader;
+    if (cp->c->role_cb != NULL)
+        cp->c->role_cb(cp->c->role_arg, cp->topic, cp->idx, is_leader);
+}
+
 void cl_part_open(struct ferryd_cluster *c, struct cl_topic *t, int32_t i, struct ferryd_topic *lt)
 {
     char msg[512];
@@ -274,7 +286,11 @@ void cl_part_open(struct ferryd_cluster *c, struct cl_topic *t, int32_t i, struc
     struct fr_group_config gc = {
         .group_id = t->gids[i],
         .name = cp->label,
-        .fsm = {.data = cp, .apply = part_apply, .snapshot = part_snapshot, .restore = part_restore},
+        .fsm = {.data = cp,
+                .apply = part_apply,
+                .snapshot = part_snapshot,
+                .restore = part_restore,
+                .on_role = part_on_role},
         .snapshot_threshold = (unsigned)c->b->cfg->raft_snapshot_threshold,
         .snapshot_trailing = (unsigned)c->b->cfg->raft_snapshot_trailing,
     };
