@@ -60,6 +60,13 @@ struct ferry_tls_ctx;
 struct fr_node;
 struct fr_group;
 
+/* Who sent a request (raft/rpc.c): copy it to answer later with fr_node_respond. */
+struct fr_rpc_from {
+    uint64_t peer_id;    /* the sender's node id (authenticated by the peer TLS and the hello) */
+    uint64_t link;       /* the connection it came on (the answer goes back on it) */
+    uint64_t request_id; /* the sender's id for it */
+};
+
 struct fr_node_config {
     uv_loop_t *loop;
     uint64_t node_id;        /* >= 1, unique in the cluster */
@@ -72,6 +79,21 @@ struct fr_node_config {
     struct ferry_tls_ctx *tls_server;
     struct ferry_tls_ctx *tls_client;
     const char *tls_server_name; /* name checked on the peers' certificates; NULL = the peer's host */
+    /* Idle groups (docs/replication.md, "Heartbeats"). 0 (the default): a group led here with no new
+     * entries for three heartbeat intervals, every follower up to date and reachable, goes quiet: no
+     * AppendEntries heartbeats at all; node-level pings stand in for them. Non-zero: every group
+     * heartbeats all the time (the library's own behaviour), and this node refuses quiet groups. */
+    int disable_quiescence;
+    /* Node-level liveness: a ping per peer link every heartbeat_ms / 2; a link from which nothing
+     * arrived for link_timeout_ms is "silent" and every group with that peer wakes. Set them to the
+     * groups' heartbeat and election timeouts. 0 = 100 and 1000. A group quiesces only if its own
+     * election timeout is at least 2 x heartbeat_ms. */
+    unsigned heartbeat_ms;
+    unsigned link_timeout_ms;
+    /* Requests between brokers (raft/rpc.c; fr_node_request below). NULL: requests from peers
+     * are answered with status FR_ERR_NOT_FOUND. Runs on the loop for every request frame. */
+    void (*rpc_handler)(void *arg, const struct fr_rpc_from *from, const uint8_t *body, size_t len);
+    void *rpc_arg;
 };
 
 /*
@@ -102,6 +124,7 @@ typedef void (*fr_node_stop_cb)(void *arg);
 void fr_node_stop(struct fr_node *n, fr_node_stop_cb cb, void *arg);
 
 /* Counters for tests, metrics and benchmarks (monotonic since start). */
+#define FR_FRAME_KIND_SLOTS 8
 struct fr_node_stats {
     uint64_t frames_sent;   /* Raft message frames queued on peer connections */
     uint64_t frames_recv;   /* Raft message frames received and delivered to a group */
@@ -111,8 +134,35 @@ struct fr_node_stats {
     uint64_t msgs_dropped;    /* messages not sent (no connection to that peer yet, or backlog) */
     uint64_t connects;        /* peer connections that completed the hello */
     unsigned peers_up;        /* peers with a live connection now */
+    /* Every frame by kind (index: 1 hello, 2 raft, 3 ping, 4 quiesce; docs/peer-protocol.md). */
+    uint64_t kind_sent[FR_FRAME_KIND_SLOTS];
+    uint64_t kind_recv[FR_FRAME_KIND_SLOTS];
+    uint64_t heartbeats_suppressed;  /* heartbeats of quiet groups not sent */
+    uint64_t heartbeats_synthesized; /* local heartbeats (followers) and results (leaders) fed to Raft */
+    uint64_t quiesced;               /* times a group went quiet here (as leader or follower) */
+    uint64_t woken;                  /* times a quiet group woke up here */
+    uint64_t links_silent;           /* times a link turned silent */
+    uint64_t stuck_transfers;        /* leadership transfers away from a follower that lost its log */
+    unsigned groups_quiescent;       /* groups quiet here now (led or followed) */
+    unsigned peers_silent;           /* peers whose link is silent now */
+    uint64_t failovers; /* times a group here gave up on a leader whose node is gone (failover.c) */
 };
 void fr_node_stats(const struct fr_node *n, struct fr_node_stats *out);
+
+/*
+ * Turns quiescence on or off at run time (fr_node_config.disable_quiescence sets it at start).
+ * Off: every quiet group here wakes at once, no group led here goes quiet again, and this node
+ * refuses to follow quiet groups (their leaders back off and retry later).
+ */
+void fr_node_set_quiescence(struct fr_node *n, int on);
+
+/*
+ * Test hook: while muted, every frame to and from peer `id` vanishes (sent ones are counted as
+ * sent, received ones are ignored before anything looks at them) and the socket stays open: a
+ * network cut by firewall rules, or a SIGSTOPped peer, as this node sees it. FR_ERR_NOT_FOUND for
+ * an unknown peer.
+ */
+int fr_node_test_mute_peer(struct fr_node *n, uint64_t id, int muted);
 
 /* ---- groups ---- */
 
@@ -144,6 +194,16 @@ struct fr_group_config {
     unsigned snapshot_threshold;   /* entries between snapshots; 0 = 1024 */
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = 256 */
     size_t segment_bytes;          /* raft_uv segment size; 0 = 1 MiB */
+    /* Deferred open (docs/replication.md, "Scale"). Non-zero: fr_group_open, fr_group_bootstrap and
+     * fr_group_start return at once and the group's real open (the library's raft_init, which blocks
+     * ~32 ms, then bootstrap and start) runs later on the loop, one group per loop iteration in call
+     * order, so opening a batch of groups never blocks the loop for the whole batch. Until then the
+     * group is registered (frames for it are dropped; it is not leader; propose answers
+     * FR_ERR_INVALID), fr_group_bootstrap never answers FR_ERR_EXISTS (an existing state is kept,
+     * as on a restart), and a failure of the real open is reported through on_open_failed (or on
+     * stderr when NULL): the group then stays unstarted until closed. */
+    int defer_open;
+    void (*on_open_failed)(void *data /* fsm.data */, int status, const char *errmsg);
 };
 
 /*
@@ -220,5 +280,35 @@ unsigned fr_group_members(const struct fr_group *g, uint64_t *ids, unsigned cap,
  */
 typedef void (*fr_group_close_cb)(void *arg);
 void fr_group_close(struct fr_group *g, fr_group_close_cb cb, void *arg);
+
+/* ---- requests between brokers (raft/rpc.c; frame kind 5 in docs/peer-protocol.md) ---- */
+
+/* Largest request or response body. Bodies are small msgpack maps (registration, producer id
+ * blocks); the bound is checked before anything is allocated. */
+#define FR_RPC_MAX_BODY (64u * 1024)
+
+/*
+ * Sends one request (body copied, opaque to raft/: the broker's msgpack) to node peer_id and
+ * calls cb(arg, status, body, len) exactly once, later: FR_OK with the answer's body (valid only
+ * during the call), the status the other side answered with (fr_node_respond; FR_ERR_NOT_FOUND
+ * when it has no handler), FR_ERR_IO when no answer came within timeout_ms (the request may or
+ * may not have been handled), or FR_ERR_SHUTDOWN when the node stopped first.
+ * The request travels on the peer's connection when it is up; otherwise (a broker that is not
+ * yet in the peer's table, i.e. joining, or the lower id waiting to be dialled) this node dials a
+ * request-only connection to the peer's address (hello flag bit 2). Returns FR_OK, or
+ * FR_ERR_INVALID (stopping, own id), FR_ERR_NOT_FOUND (no such peer), FR_ERR_TOO_BIG or
+ * FR_ERR_NOMEM with errmsg (cb never runs).
+ */
+typedef void (*fr_rpc_cb)(void *arg, int status, const uint8_t *body, size_t len);
+int fr_node_request(struct fr_node *n, uint64_t peer_id, const void *body, size_t len, unsigned timeout_ms,
+                    fr_rpc_cb cb, void *arg, char *errmsg, size_t errmsg_len);
+
+/*
+ * Answers a request (now or later, at most once per request): status FR_OK with a body, or an
+ * error status (the body may be empty). Returns FR_OK when queued, FR_ERR_NOT_FOUND when the
+ * connection it came on is gone (the requester times out), FR_ERR_TOO_BIG, FR_ERR_NOMEM, or
+ * FR_ERR_INVALID once the node is stopping. Safe to call until the node's stop callback ran.
+ */
+int fr_node_respond(struct fr_node *n, const struct fr_rpc_from *to, int status, const void *body, size_t len);
 
 #endif

@@ -9,11 +9,12 @@
 
 /*
  * Each group has its own raft_io from raft_uv_init (the on-disk log and snapshots under
- * data_dir/g<id>/), created with a transport that never listens or connects, and three of its
+ * data_dir/g<id>/), created with a transport that never listens or connects, and four of its
  * methods replaced:
  *   start  captures raft's receive callback (the node delivers this group's frames to it);
  *   send   encodes the message onto the node's connection to the destination (node.c);
- *   close  first fires every deferred send callback of the group, then closes raft_uv.
+ *   close  first fires every deferred send callback of the group, then closes raft_uv;
+ *   time   raft_uv's clock plus the group's time_skew (failover.c moves it forward).
  * Entries are copied into raft_malloc'd memory on propose (raft frees them); the snapshot the
  * library stores is our 8-byte big-endian applied index followed by the fsm's bytes, so restore
  * can tell the fsm which index it restores (the legacy fsm API does not).
@@ -22,6 +23,9 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define SNAP_HDR 8
+/* Most members a bootstrap takes: far above any replication factor, and it bounds the copy a deferred
+ * group keeps until its real open. */
+#define FR_MAX_MEMBERS 64
 
 /* One caller request; the raft request is the first member (raft's callbacks get its address). */
 struct fr_req {
@@ -132,13 +136,110 @@ static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
     cb(t);
 }
 
+/* ---- one tick timer per node and interval ---- */
+
+/*
+ * raft_uv gives every group its own repeating tick timer. Groups started at different moments (the
+ * deferred open starts one per loop iteration) then tick in different loop iterations, and every
+ * iteration also runs each group's raft_uv prepare and check handles: at 1,000 groups the idle CPU
+ * tripled. So raft_uv's timer is parked (started with TICK_PARKED_MS) and one timer per (node,
+ * interval) ticks every started group of that node in one callback. Raft's tick is time-based
+ * (it compares io->time() with its deadlines), so an extra or shifted tick is harmless. A ticker
+ * lives while a group uses it; like the openers, the list is per process and assumes one loop thread.
+ */
+#define TICK_PARKED_MS (3600u * 1000u)
+
+struct fr_ticker {
+    struct fr_ticker *next;
+    struct fr_node *node;
+    unsigned msecs;
+    unsigned users; /* groups ticking from it */
+    uv_timer_t timer;
+};
+static struct fr_ticker *tickers;
+
+static void on_ticker(uv_timer_t *t)
+{
+    struct fr_ticker *k = t->data;
+    struct fr_node *n = k->node;
+    /* By index: a tick may open or close groups (the array may move; a group ticked twice or
+     * skipped once in this pass is harmless). */
+    for (unsigned i = 0; i < n->n_groups; i++) {
+        struct fr_group *g = n->groups[i];
+        if (g->ticking && g->tick_ms == k->msecs)
+            g->tick_cb(&g->io);
+    }
+}
+
+static void on_ticker_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int ticker_join(struct fr_group *g, unsigned msecs)
+{
+    struct fr_ticker *k = tickers;
+    while (k != NULL && (k->node != g->node || k->msecs != msecs))
+        k = k->next;
+    if (k == NULL) {
+        k = calloc(1, sizeof(*k));
+        if (k == NULL)
+            return RAFT_NOMEM;
+        k->node = g->node;
+        k->msecs = msecs;
+        uv_timer_init(g->node->loop, &k->timer);
+        k->timer.data = k;
+        uv_timer_start(&k->timer, on_ticker, msecs, msecs);
+        k->next = tickers;
+        tickers = k;
+    }
+    k->users++;
+    g->tick_ms = msecs;
+    g->ticking = true;
+    return 0;
+}
+
+static void ticker_leave(struct fr_group *g)
+{
+    if (!g->ticking)
+        return;
+    g->ticking = false;
+    for (struct fr_ticker **pp = &tickers; *pp != NULL; pp = &(*pp)->next) {
+        struct fr_ticker *k = *pp;
+        if (k->node != g->node || k->msecs != g->tick_ms)
+            continue;
+        assert(k->users > 0);
+        if (--k->users == 0) {
+            *pp = k->next;
+            uv_close((uv_handle_t *)&k->timer, on_ticker_closed);
+        }
+        return;
+    }
+    assert(0 && "a ticking group without its ticker");
+}
+
 /* ---- raft_io methods we replace ---- */
 
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
     struct fr_group *g = container_of(io, struct fr_group, io);
+    assert(msecs > 0 && !g->ticking);
     g->recv_cb = recv;
-    return g->uv_start(io, msecs, tick, recv);
+    g->tick_cb = tick;
+    int rv = ticker_join(g, msecs);
+    if (rv != 0)
+        return rv;
+    rv = g->uv_start(io, TICK_PARKED_MS, tick, recv);
+    if (rv != 0)
+        ticker_leave(g);
+    return rv;
+}
+
+/* Raft's clock: raft_uv's, plus a skew that only grows (failover.c moves it forward). */
+static raft_time io_time(struct raft_io *io)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    return g->uv_time(io) + g->time_skew;
 }
 
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg, raft_io_send_cb cb)
@@ -150,6 +251,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
 static void io_close(struct raft_io *io, raft_io_close_cb cb)
 {
     struct fr_group *g = container_of(io, struct fr_group, io);
+    ticker_leave(g);
     g->recv_cb = NULL;
     fr_node_flush_sends(g->node, g);
     g->uv_close(io, cb);
@@ -244,6 +346,64 @@ static void on_step(struct raft *r)
 
 static void on_raft_closed(struct raft *r);
 
+/*
+ * The library's part of an open: raft_uv_init (cheap: allocation) and raft_init, which runs raft_uv's
+ * disk probe: it writes a probe file with O_DIRECT through a kernel AIO context and destroys the
+ * context; io_destroy waits for an RCU grace period, ~32 ms here, whatever the disk. Then our settings.
+ * On failure nothing of the library is left (g->has_raft stays false).
+ */
+static int group_init_raft(struct fr_group *g, char *errmsg, size_t errmsg_len)
+{
+    struct fr_node *n = g->node;
+    const struct fr_group_config *cfg = &g->cfg;
+    assert(!g->has_raft);
+    g->transport.version = 1; /* 0.22 rejects 0 */
+    g->transport.init = tr_init;
+    g->transport.listen = tr_listen;
+    g->transport.connect = tr_connect;
+    g->transport.close = tr_close;
+    int rc = raft_uv_init(&g->io, n->loop, g->dir, &g->transport);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "raft group %s: raft_uv_init %s: %s", g->name, g->dir, g->io.errmsg);
+        return fr_status_from_raft(rc);
+    }
+    raft_uv_set_segment_size(&g->io, cfg->segment_bytes ? cfg->segment_bytes : 1024 * 1024);
+    g->uv_start = g->io.start;
+    g->uv_close = g->io.close;
+    g->uv_time = g->io.time;
+    g->io.time = io_time;
+    g->io.start = io_start;
+    g->io.send = io_send;
+    g->io.close = io_close;
+
+    g->fsm.version = 1;
+    g->fsm.data = g;
+    g->fsm.apply = fsm_apply;
+    g->fsm.snapshot = fsm_snapshot;
+    g->fsm.restore = fsm_restore;
+    rc = raft_init(&g->raft, &g->io, &g->fsm, n->id, n->idstr);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "raft group %s: raft_init: %s", g->name, raft_errmsg(&g->raft));
+        raft_uv_close(&g->io);
+        return fr_status_from_raft(rc);
+    }
+    if (!verbose())
+        g->raft.tracer = NULL;
+    raft_set_election_timeout(&g->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    raft_set_snapshot_threshold(&g->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024);
+    raft_set_snapshot_trailing(&g->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 256);
+    /* The legacy layer refuses proposals (RAFT_NOSPACE) while a majority reports less than 4 MiB of
+     * prepared segment space, sized for the library's 8 MiB segments; with our small segments that
+     * would refuse everything. Disk full is then an append error (the leader steps down). */
+    raft_set_capacity_threshold(&g->raft, 0);
+    /* A replica that was cut off must not disrupt a healthy leader when it returns. */
+    raft_set_pre_vote(&g->raft, true);
+    g->raft.legacy.step_cb = on_step;
+    g->has_raft = true;
+    return FR_OK;
+}
+
 int fr_group_open(struct fr_node *n, const struct fr_group_config *cfg, struct fr_group **out, char *errmsg,
                   size_t errmsg_len)
 {
@@ -265,6 +425,8 @@ int fr_group_open(struct fr_node *n, const struct fr_group_config *cfg, struct f
     g->node = n;
     g->id = cfg->group_id;
     g->user = cfg->fsm;
+    g->cfg = *cfg;
+    g->cfg.name = NULL; /* borrowed by the caller: g->name is our copy */
     if (cfg->name != NULL)
         snprintf(g->name, sizeof(g->name), "%s", cfg->name);
     else
@@ -278,54 +440,18 @@ int fr_group_open(struct fr_node *n, const struct fr_group_config *cfg, struct f
         rc = fr_mkdir_p(g->dir, errmsg, errmsg_len);
     if (rc != FR_OK)
         goto err_after_alloc;
-
-    g->transport.version = 1; /* 0.22 rejects 0 */
-    g->transport.init = tr_init;
-    g->transport.listen = tr_listen;
-    g->transport.connect = tr_connect;
-    g->transport.close = tr_close;
-    rc = raft_uv_init(&g->io, n->loop, g->dir, &g->transport);
-    if (rc != 0) {
-        snprintf(errmsg, errmsg_len, "raft group %s: raft_uv_init %s: %s", g->name, g->dir, g->io.errmsg);
-        rc = fr_status_from_raft(rc);
-        goto err_after_alloc;
+    if (!cfg->defer_open) {
+        rc = group_init_raft(g, errmsg, errmsg_len);
+        if (rc != FR_OK)
+            goto err_after_alloc;
     }
-    raft_uv_set_segment_size(&g->io, cfg->segment_bytes ? cfg->segment_bytes : 1024 * 1024);
-    g->uv_start = g->io.start;
-    g->uv_close = g->io.close;
-    g->io.start = io_start;
-    g->io.send = io_send;
-    g->io.close = io_close;
-
-    g->fsm.version = 1;
-    g->fsm.data = g;
-    g->fsm.apply = fsm_apply;
-    g->fsm.snapshot = fsm_snapshot;
-    g->fsm.restore = fsm_restore;
-    rc = raft_init(&g->raft, &g->io, &g->fsm, n->id, n->idstr);
-    if (rc != 0) {
-        snprintf(errmsg, errmsg_len, "raft group %s: raft_init: %s", g->name, raft_errmsg(&g->raft));
-        rc = fr_status_from_raft(rc);
-        goto err_after_uv;
-    }
-    if (!verbose())
-        g->raft.tracer = NULL;
-    raft_set_election_timeout(&g->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
-    raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
-    raft_set_snapshot_threshold(&g->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024);
-    raft_set_snapshot_trailing(&g->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing : 256);
-    /* The legacy layer refuses proposals (RAFT_NOSPACE) while a majority reports less than 4 MiB of
-     * prepared segment space, sized for the library's 8 MiB segments; with our small segments that
-     * would refuse everything. Disk full is then an append error (the leader steps down). */
-    raft_set_capacity_threshold(&g->raft, 0);
-    /* A replica that was cut off must not disrupt a healthy leader when it returns. */
-    raft_set_pre_vote(&g->raft, true);
-    g->raft.legacy.step_cb = on_step;
 
     rc = fr_node_add_group(n, g);
     if (rc != FR_OK) {
-        /* Only out of memory gets here (duplicates were checked); raft needs an async close. */
         snprintf(errmsg, errmsg_len, "out of memory");
+        if (!g->has_raft)
+            goto err_after_alloc;
+        /* Only out of memory gets here (duplicates were checked); raft needs an async close. */
         g->close_requested = true;
         g->state = FR_GROUP_CLOSING;
         raft_close(&g->raft, on_raft_closed);
@@ -335,20 +461,16 @@ int fr_group_open(struct fr_node *n, const struct fr_group_config *cfg, struct f
     *out = g;
     return FR_OK;
 
-err_after_uv:
-    raft_uv_close(&g->io);
 err_after_alloc:
     free(g);
     return rc;
 }
 
-int fr_group_bootstrap(struct fr_group *g, const uint64_t *members, unsigned n_members, char *errmsg,
-                       size_t errmsg_len)
+/* raft_bootstrap with these voters; FR_ERR_EXISTS when the group has state on disk already. */
+static int group_bootstrap_now(struct fr_group *g, const uint64_t *members, unsigned n_members, char *errmsg,
+                               size_t errmsg_len)
 {
-    if (g->state != FR_GROUP_OPEN || n_members == 0) {
-        snprintf(errmsg, errmsg_len, "raft group %s: bootstrap needs an unstarted group and members", g->name);
-        return FR_ERR_INVALID;
-    }
+    assert(g->has_raft && g->state == FR_GROUP_OPEN);
     struct raft_configuration conf;
     raft_configuration_init(&conf);
     int rc = 0;
@@ -371,18 +493,226 @@ int fr_group_bootstrap(struct fr_group *g, const uint64_t *members, unsigned n_m
     return FR_OK;
 }
 
-int fr_group_start(struct fr_group *g, char *errmsg, size_t errmsg_len)
+int fr_group_bootstrap(struct fr_group *g, const uint64_t *members, unsigned n_members, char *errmsg,
+                       size_t errmsg_len)
 {
-    if (g->state != FR_GROUP_OPEN) {
-        snprintf(errmsg, errmsg_len, "raft group %s: already started or closing", g->name);
+    if (g->state != FR_GROUP_OPEN || n_members == 0 || n_members > FR_MAX_MEMBERS || g->start_requested ||
+        g->boot_ids != NULL) {
+        snprintf(errmsg, errmsg_len, "raft group %s: bootstrap needs an unstarted group and 1..%u members", g->name,
+                 FR_MAX_MEMBERS);
         return FR_ERR_INVALID;
     }
+    if (g->has_raft)
+        return group_bootstrap_now(g, members, n_members, errmsg, errmsg_len);
+    /* Deferred: kept for the real open (where CANTBOOTSTRAP, a restart, is normal and silent). */
+    g->boot_ids = malloc(n_members * sizeof(*g->boot_ids));
+    if (g->boot_ids == NULL) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return FR_ERR_NOMEM;
+    }
+    memcpy(g->boot_ids, members, n_members * sizeof(*g->boot_ids));
+    g->n_boot = n_members;
+    return FR_OK;
+}
+
+static int group_start_now(struct fr_group *g, char *errmsg, size_t errmsg_len)
+{
+    assert(g->has_raft && g->state == FR_GROUP_OPEN);
     g->state = FR_GROUP_STARTED;
     int rc = raft_start(&g->raft);
     if (rc != 0) {
         g->state = FR_GROUP_OPEN;
         return raft_error(g, rc, "start", errmsg, errmsg_len);
     }
+    return FR_OK;
+}
+
+/* ---- deferred open ---- */
+
+/*
+ * A node's queue of deferred groups waiting for their real open (fr_group_config.defer_open), driven
+ * by a timer that fires every loop iteration while the queue is not empty: each firing first finishes
+ * the closes of queued groups that were closed before they opened, then opens one group (raft_init,
+ * bootstrap, start), so the loop polls for I/O between two opens. The queues live here, not in the
+ * node (whose struct belongs to node.c), keyed by node; ferryd and the tests run every node of a
+ * process on one loop thread, which is what makes the static list safe. An opener disappears (its
+ * timer closed) as soon as its queue is empty.
+ */
+struct fr_opener {
+    struct fr_opener *next;
+    struct fr_node *node;
+    uv_timer_t timer;
+    struct fr_group *head, *tail;
+};
+static struct fr_opener *openers;
+
+static void open_failed(struct fr_group *g, int status, const char *msg)
+{
+    if (g->cfg.on_open_failed != NULL)
+        g->cfg.on_open_failed(g->user.data, status, msg);
+    else
+        fprintf(stderr, "raft group %s: deferred open failed: %s\n", g->name, msg);
+}
+
+/* Finishes the close of a group that never got its Raft state (closed while queued, or its open
+ * failed): nothing of the library to close. Runs from the opener, never inside fr_group_close. */
+static void finish_close_without_raft(struct fr_group *g)
+{
+    struct fr_node *n = g->node;
+    assert(!g->has_raft && g->state == FR_GROUP_CLOSING);
+    fr_node_remove_group(n, g);
+    fr_group_close_cb cb = g->close_cb;
+    void *arg = g->close_arg;
+    if (cb != NULL)
+        cb(arg);
+    free(g->boot_ids);
+    free(g);
+    fr_node_group_closed(n);
+}
+
+/* The real open of a deferred group that was taken off its queue. */
+static void open_deferred(struct fr_group *g)
+{
+    char msg[512];
+    assert(g->state == FR_GROUP_OPEN && !g->has_raft);
+    int rc = group_init_raft(g, msg, sizeof(msg));
+    if (rc != FR_OK) {
+        open_failed(g, rc, msg);
+        return;
+    }
+    if (g->boot_ids != NULL) {
+        uint64_t *ids = g->boot_ids;
+        unsigned n_ids = g->n_boot;
+        g->boot_ids = NULL;
+        g->n_boot = 0;
+        rc = group_bootstrap_now(g, ids, n_ids, msg, sizeof(msg));
+        free(ids);
+        if (rc != FR_OK && rc != FR_ERR_EXISTS)
+            open_failed(g, rc, msg);
+    }
+    if (g->start_requested && !g->node->stopping) {
+        rc = group_start_now(g, msg, sizeof(msg));
+        if (rc != FR_OK)
+            open_failed(g, rc, msg);
+    }
+}
+
+static void on_opener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void opener_unlink(struct fr_opener *o)
+{
+    for (struct fr_opener **pp = &openers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+}
+
+static void on_opener_timer(uv_timer_t *t)
+{
+    struct fr_opener *o = t->data;
+    /* Take every group off the queue first that closed while queued (they are at the front), then
+     * one to open. Callbacks may queue or close more groups: the queue is consistent before each. */
+    for (;;) {
+        struct fr_group *g = o->head;
+        if (g == NULL)
+            break;
+        o->head = g->open_next;
+        if (o->head == NULL)
+            o->tail = NULL;
+        g->open_next = NULL;
+        g->queued = false;
+        if (g->state == FR_GROUP_CLOSING) {
+            finish_close_without_raft(g); /* may free the node (last group of a stop) */
+            continue;
+        }
+        open_deferred(g);
+        break;
+    }
+    if (o->head == NULL) {
+        opener_unlink(o);
+        uv_close((uv_handle_t *)&o->timer, on_opener_closed);
+    }
+}
+
+/* Queues g (at the front when it is closing: that needs no open first). */
+static int opener_queue(struct fr_group *g, bool front)
+{
+    struct fr_opener *o = openers;
+    while (o != NULL && o->node != g->node)
+        o = o->next;
+    if (o == NULL) {
+        o = calloc(1, sizeof(*o));
+        if (o == NULL)
+            return FR_ERR_NOMEM;
+        o->node = g->node;
+        uv_timer_init(g->node->loop, &o->timer);
+        o->timer.data = o;
+        /* Repeat 1 ms: libuv re-arms a due timer only after the loop polled again. */
+        uv_timer_start(&o->timer, on_opener_timer, 0, 1);
+        o->next = openers;
+        openers = o;
+    }
+    assert(!g->queued);
+    g->queued = true;
+    if (front) {
+        g->open_next = o->head;
+        o->head = g;
+        if (o->tail == NULL)
+            o->tail = g;
+    } else {
+        g->open_next = NULL;
+        if (o->tail != NULL)
+            o->tail->open_next = g;
+        else
+            o->head = g;
+        o->tail = g;
+    }
+    return FR_OK;
+}
+
+/* Takes g off its queue (it is closing): it goes back at the front, to be finished first. */
+static int opener_requeue_front(struct fr_group *g)
+{
+    struct fr_opener *o = openers;
+    while (o != NULL && o->node != g->node)
+        o = o->next;
+    if (o != NULL && g->queued) {
+        struct fr_group *prev = NULL;
+        for (struct fr_group *x = o->head; x != NULL; prev = x, x = x->open_next) {
+            if (x != g)
+                continue;
+            if (prev != NULL)
+                prev->open_next = g->open_next;
+            else
+                o->head = g->open_next;
+            if (o->tail == g)
+                o->tail = prev;
+            break;
+        }
+        g->queued = false;
+        g->open_next = NULL;
+    }
+    return opener_queue(g, true);
+}
+
+int fr_group_start(struct fr_group *g, char *errmsg, size_t errmsg_len)
+{
+    if (g->state != FR_GROUP_OPEN || g->start_requested) {
+        snprintf(errmsg, errmsg_len, "raft group %s: already started or closing", g->name);
+        return FR_ERR_INVALID;
+    }
+    if (g->has_raft)
+        return group_start_now(g, errmsg, errmsg_len);
+    if (opener_queue(g, false) != FR_OK) {
+        snprintf(errmsg, errmsg_len, "out of memory");
+        return FR_ERR_NOMEM;
+    }
+    g->start_requested = true;
     return FR_OK;
 }
 
@@ -396,6 +726,7 @@ static void on_raft_closed(struct raft *r)
     void *arg = g->close_arg;
     if (cb != NULL)
         cb(arg);
+    free(g->boot_ids);
     free(g);
     fr_node_group_closed(n);
 }
@@ -413,7 +744,14 @@ void fr_group_close(struct fr_group *g, fr_group_close_cb cb, void *arg)
     g->close_cb = cb;
     g->close_arg = arg;
     g->state = FR_GROUP_CLOSING;
-    raft_close(&g->raft, on_raft_closed);
+    if (g->has_raft) {
+        raft_close(&g->raft, on_raft_closed);
+        return;
+    }
+    /* Never opened (deferred): finished from the opener's next firing. Without memory for an opener
+     * (a few dozen bytes) there is no safe way to call back later. */
+    if (opener_requeue_front(g) != FR_OK)
+        abort();
 }
 
 void fr_group_close_for_stop(struct fr_group *g)
@@ -627,29 +965,30 @@ const char *fr_group_name(const struct fr_group *g)
     return g->name;
 }
 
+/* The state getters answer 0 for a deferred group that is not open yet (no Raft state). */
 uint64_t fr_group_term(const struct fr_group *g)
 {
-    return raft_current_term(&g->raft);
+    return g->has_raft ? raft_current_term(&g->raft) : 0;
 }
 
 uint64_t fr_group_commit_index(const struct fr_group *g)
 {
-    return raft_commit_index(&g->raft);
+    return g->has_raft ? raft_commit_index(&g->raft) : 0;
 }
 
 uint64_t fr_group_applied_index(const struct fr_group *g)
 {
-    return raft_last_applied((struct raft *)&g->raft);
+    return g->has_raft ? raft_last_applied((struct raft *)&g->raft) : 0;
 }
 
 uint64_t fr_group_last_index(const struct fr_group *g)
 {
-    return raft_last_index((struct raft *)&g->raft);
+    return g->has_raft ? raft_last_index((struct raft *)&g->raft) : 0;
 }
 
 unsigned fr_group_members(const struct fr_group *g, uint64_t *ids, unsigned cap, unsigned *voters)
 {
-    const struct raft_configuration *c = &g->raft.configuration;
+    const struct raft_configuration *c = &g->raft.configuration; /* zeroed until a deferred open */
     unsigned v = 0;
     for (unsigned i = 0; i < c->n; i++) {
         if (i < cap)

@@ -22,6 +22,11 @@
  * write). raft's send callback only releases memory, so it is fired from an idle handle on the next
  * loop pass, never from inside send (raft does not expect re-entrance), with status 0 when the
  * bytes were queued and RAFT_NOCONNECTION when there was no ready link (Raft resends on its own).
+ *
+ * Liveness and quiescence (quiesce.c) hook in at four places: a link becoming ready or closing,
+ * every received frame (it refreshes the link's last_recv_ms; pings and quiesce frames go to
+ * quiesce.c), every Raft message before and after delivery, and every send (a quiet group's
+ * heartbeats are dropped there).
  */
 
 static void node_maybe_finish(struct fr_node *n);
@@ -134,6 +139,41 @@ static void link_unlink(struct fr_link *l)
     l->prev = l->next = NULL;
 }
 
+static uint16_t node_hello_flags(const struct fr_node *n)
+{
+    (void)n;
+    return FR_HELLO_F_LIVENESS | FR_HELLO_F_RPC;
+}
+
+int fr_link_send(struct fr_link *l, const uint8_t *frame, size_t len)
+{
+    assert(len > 4);
+    int rc = ferry_conn_send(l->conn, frame, len);
+    if (rc == 0 && frame[4] < FR_FRAME_KIND_SLOTS)
+        l->node->stats.kind_sent[frame[4]]++;
+    return rc;
+}
+
+struct fr_link *fr_node_live_link(struct fr_node *n, uint64_t id)
+{
+    struct fr_peer *p = fr_node_find_peer(n, id);
+    if (p == NULL || p->muted || p->link == NULL || !p->link->ready)
+        return NULL;
+    return p->link;
+}
+
+int fr_node_test_mute_peer(struct fr_node *n, uint64_t id, int muted)
+{
+    struct fr_peer *p = fr_node_find_peer(n, id);
+    if (p == NULL)
+        return FR_ERR_NOT_FOUND;
+    p->muted = muted != 0;
+    node_log(n, "peer %llu %s", (unsigned long long)id, p->muted ? "muted" : "unmuted");
+    if (!p->muted && p->link != NULL)
+        p->link->last_recv_ms = uv_now(n->loop); /* a fresh start for its silence clock */
+    return FR_OK;
+}
+
 static void peer_dial(struct fr_peer *p)
 {
     struct fr_node *n = p->node;
@@ -157,8 +197,8 @@ static void peer_dial(struct fr_peer *p)
     }
     p->dialing = l;
     uint8_t hello[4 + FR_HELLO_LEN];
-    fr_wire_put_hello(hello, n->cluster_id, n->id);
-    if (ferry_conn_send(l->conn, hello, sizeof(hello)) != 0)
+    fr_wire_put_hello_flags(hello, n->cluster_id, n->id, node_hello_flags(n));
+    if (fr_link_send(l, hello, sizeof(hello)) != 0)
         ferry_conn_close(l->conn, "hello not queued");
 }
 
@@ -220,7 +260,9 @@ static void link_on_open(struct ferry_conn *c)
 {
     struct fr_link *l = ferry_conn_data(c);
     if (l->dialer)
-        node_log(l->node, "connected to %llu (%s)", (unsigned long long)l->peer->id, ferry_conn_peer(c));
+        node_log(l->node, "connected to %llu (%s)%s",
+                 (unsigned long long)(l->peer != NULL ? l->peer->id : l->rpc_peer), ferry_conn_peer(c),
+                 l->rpc_only ? ", requests only" : "");
 }
 
 static void link_ready(struct fr_link *l, struct fr_peer *p)
@@ -228,10 +270,14 @@ static void link_ready(struct fr_link *l, struct fr_peer *p)
     struct fr_node *n = l->node;
     l->ready = true;
     l->peer = p;
+    l->last_recv_ms = uv_now(n->loop);
     p->link = l;
     p->backoff_ms = FR_REDIAL_MIN_MS;
     n->stats.connects++;
-    node_log(n, "link to %llu ready (%s)", (unsigned long long)p->id, l->dialer ? "dialled" : "accepted");
+    node_log(n, "link to %llu ready (%s, flags %#x)", (unsigned long long)p->id, l->dialer ? "dialled" : "accepted",
+             l->peer_flags);
+    /* A new link: the peer may have restarted; every group with it runs plain Raft again. */
+    fr_q_peer_changed(n, p->id);
 }
 
 static void link_on_hello(struct fr_link *l, const uint8_t *payload, size_t len)
@@ -242,6 +288,7 @@ static void link_on_hello(struct fr_link *l, const uint8_t *payload, size_t len)
         return;
     }
     uint64_t cluster = 0, id = 0;
+    l->peer_flags = (uint16_t)((payload[2] << 8) | payload[3]);
     for (int i = 0; i < 8; i++) {
         cluster = (cluster << 8) | payload[4 + i];
         id = (id << 8) | payload[12 + i];
@@ -253,6 +300,11 @@ static void link_on_hello(struct fr_link *l, const uint8_t *payload, size_t len)
     }
     if (l->ready) {
         ferry_conn_close(l->conn, "second hello");
+        return;
+    }
+    /* rpc.c: a request-only link (we dialled one, or a broker we may not know yet did). */
+    if (l->rpc_only || (!l->dialer && (l->peer_flags & FR_HELLO_F_RPC_ONLY))) {
+        fr_rpc_on_hello(l, id);
         return;
     }
     if (l->dialer) {
@@ -283,8 +335,8 @@ static void link_on_hello(struct fr_link *l, const uint8_t *payload, size_t len)
         ferry_conn_close(old->conn, "replaced by a new connection from the same peer");
     }
     uint8_t hello[4 + FR_HELLO_LEN];
-    fr_wire_put_hello(hello, n->cluster_id, n->id);
-    if (ferry_conn_send(l->conn, hello, sizeof(hello)) != 0) {
+    fr_wire_put_hello_flags(hello, n->cluster_id, n->id, node_hello_flags(n));
+    if (fr_link_send(l, hello, sizeof(hello)) != 0) {
         ferry_conn_close(l->conn, "hello not queued");
         return;
     }
@@ -319,17 +371,35 @@ static void link_on_raft(struct fr_link *l, const uint8_t *payload, size_t len)
     msg.server_address = l->peer->idstr;
     n->stats.frames_recv++;
     n->stats.bytes_recv += len + 4;
+    uint64_t from = l->peer->id;
+    fr_q_before_recv(g, from, &msg);
+    fr_fo_before_recv(g, from, &msg);
+    struct raft_message seen = msg; /* the scalar fields, for after delivery */
     /* Raft now owns what the decoder allocated (entries, batch, snapshot data, configuration). */
     g->recv_cb(&g->io, &msg);
+    fr_q_after_recv(g, from, &seen);
 }
 
 static void link_on_frame(struct ferry_conn *c, const uint8_t *payload, size_t len)
 {
     struct fr_link *l = ferry_conn_data(c);
+    struct fr_node *n = l->node;
     if (len < 1) {
         ferry_conn_close(c, "empty frame");
         return;
     }
+    if (l->ready && l->peer != NULL) {
+        if (l->peer->muted)
+            return; /* test hook: the frame never arrived */
+        l->last_recv_ms = uv_now(n->loop);
+        if (l->silent) {
+            l->silent = false;
+            node_log(n, "link to %llu is live again", (unsigned long long)l->peer->id);
+            fr_q_peer_changed(n, l->peer->id);
+        }
+    }
+    if (payload[0] < FR_FRAME_KIND_SLOTS)
+        n->stats.kind_recv[payload[0]]++;
     switch (payload[0]) {
     case FR_FRAME_HELLO:
         link_on_hello(l, payload, len);
@@ -340,6 +410,24 @@ static void link_on_frame(struct ferry_conn *c, const uint8_t *payload, size_t l
             return;
         }
         link_on_raft(l, payload, len);
+        break;
+    case FR_FRAME_PING:
+    case FR_FRAME_QUIESCE:
+        if (!l->ready || l->peer == NULL) {
+            ferry_conn_close(c, "ping or quiesce frame before hello");
+            return;
+        }
+        if (payload[0] == FR_FRAME_PING)
+            fr_q_on_ping(l, payload, len);
+        else
+            fr_q_on_quiesce(l, payload, len);
+        break;
+    case FR_FRAME_RPC: /* rpc.c */
+        if (!l->ready || (l->peer == NULL && !l->rpc_only)) {
+            ferry_conn_close(c, "rpc frame before hello");
+            return;
+        }
+        fr_rpc_on_frame(l, payload, len);
         break;
     default:
         ferry_conn_close(c, "unknown frame kind");
@@ -355,13 +443,20 @@ static void link_on_close(struct ferry_conn *c, int status, const char *reason)
     node_log(n, "link %s peer %llu closed: %d %s", l->dialer ? "to" : "from", p ? (unsigned long long)p->id : 0ULL,
              status, reason ? reason : "");
     link_unlink(l);
+    bool was_link = false;
     if (p != NULL) {
-        if (p->link == l)
+        if (p->link == l) {
             p->link = NULL;
+            was_link = true;
+        }
         if (p->dialing == l)
             p->dialing = NULL;
     }
     free(l);
+    if (was_link && !n->stopping) {
+        fr_q_peer_changed(n, p->id);
+        fr_fo_peer_lost(n, p->id); /* failover.c: its groups elect without waiting for a timeout */
+    }
     if (n->stopping) {
         n->closing--;
         node_maybe_finish(n);
@@ -434,14 +529,26 @@ int fr_node_send(struct fr_node *n, struct fr_group *g, struct raft_io_send *req
         n->done = a;
         n->cap_done = cap;
     }
+    if (fr_q_filter_send(g, msg)) {
+        /* Not needed on the wire (a quiet group's heartbeat, or the answer to a synthesized one). */
+        n->done[n->n_done++] = (struct fr_send_done){.group = g, .req = req, .cb = cb, .status = 0};
+        uv_idle_start(&n->done_idle, on_done_idle);
+        return 0;
+    }
     int status = RAFT_NOCONNECTION;
     struct fr_peer *p = fr_node_find_peer(n, msg->server_id);
+    if (p != NULL && p->muted && p->link != NULL && p->link->ready) {
+        /* Test hook: the frame is lost on the way, as in a network cut (Raft sees no error). */
+        n->done[n->n_done++] = (struct fr_send_done){.group = g, .req = req, .cb = cb, .status = 0};
+        uv_idle_start(&n->done_idle, on_done_idle);
+        return 0;
+    }
     if (p != NULL && p->link != NULL && p->link->ready &&
         ferry_conn_pending_bytes(p->link->conn) < FR_PEER_MAX_BACKLOG) {
         const uint8_t *frame;
         size_t len;
         int rc = fr_wire_encode(n, g->id, msg, &frame, &len);
-        if (rc == FR_OK && ferry_conn_send(p->link->conn, frame, len) == 0) {
+        if (rc == FR_OK && fr_link_send(p->link, frame, len) == 0) {
             status = 0;
             n->stats.frames_sent++;
             n->stats.bytes_sent += len;
@@ -502,6 +609,7 @@ int fr_node_add_group(struct fr_node *n, struct fr_group *g)
 
 void fr_node_remove_group(struct fr_node *n, struct fr_group *g)
 {
+    fr_q_group_gone(g);
     unsigned i = group_slot(n, g->id);
     if (i < n->n_groups && n->groups[i] == g) {
         memmove(&n->groups[i], &n->groups[i + 1], (n->n_groups - i - 1) * sizeof(*n->groups));
@@ -545,6 +653,10 @@ int fr_node_start(const struct fr_node_config *cfg, struct fr_node **out, char *
         snprintf(n->tls_server_name, sizeof(n->tls_server_name), "%s", cfg->tls_server_name);
         n->has_tls_server_name = true;
     }
+    n->quiesce = cfg->disable_quiescence == 0;
+    n->hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
+    n->ping_ms = n->hb_ms / 2 ? n->hb_ms / 2 : 1;
+    n->link_timeout_ms = cfg->link_timeout_ms ? cfg->link_timeout_ms : 1000;
 
     struct sockaddr_storage ss;
     int uvrc = uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&ss);
@@ -581,6 +693,8 @@ int fr_node_start(const struct fr_node_config *cfg, struct fr_node **out, char *
     n->hello_timer.data = n;
     uv_timer_start(&n->hello_timer, on_hello_timer, 1000, 1000);
     uv_unref((uv_handle_t *)&n->hello_timer);
+    fr_q_start(n);
+    fr_rpc_init(n, cfg);
     node_log(n, "listening on %s", n->addr);
     *out = n;
     return FR_OK;
@@ -600,9 +714,14 @@ void fr_node_stats(const struct fr_node *n, struct fr_node_stats *out)
 {
     *out = n->stats;
     out->peers_up = 0;
-    for (unsigned i = 0; i < n->n_peers; i++)
-        if (n->peers[i]->link != NULL && n->peers[i]->link->ready)
+    out->peers_silent = 0;
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        if (n->peers[i]->link != NULL && n->peers[i]->link->ready) {
             out->peers_up++;
+            if (n->peers[i]->link->silent)
+                out->peers_silent++;
+        }
+    }
 }
 
 static void node_maybe_finish(struct fr_node *n)
@@ -610,8 +729,11 @@ static void node_maybe_finish(struct fr_node *n)
     if (n->closing > 0)
         return;
     assert(n->links == NULL && n->n_groups == 0 && n->n_done == 0);
-    for (unsigned i = 0; i < n->n_peers; i++)
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        free(n->peers[i]->q_wake);
+        free(n->peers[i]->q_quiet);
         free(n->peers[i]);
+    }
     free(n->peers);
     free(n->groups);
     free(n->done);
@@ -647,7 +769,10 @@ void fr_node_stop(struct fr_node *n, fr_node_stop_cb cb, void *arg)
     n->stop_arg = arg;
     node_log(n, "stopping");
     /* Count everything first: a completion below must not see zero before the last is started. */
-    n->closing = 1 + 3;
+    n->closing = 1 + 5;
+    fr_rpc_stop(n); /* rpc.c: pending requests fail; its timer closes just below */
+    uv_close((uv_handle_t *)&n->rpc_timer, on_node_handle_closed);
+    uv_close((uv_handle_t *)&n->q_timer, on_node_handle_closed);
     uv_close((uv_handle_t *)&n->listener, on_node_handle_closed);
     uv_close((uv_handle_t *)&n->hello_timer, on_node_handle_closed);
     uv_close((uv_handle_t *)&n->done_idle, on_node_handle_closed);
@@ -680,4 +805,31 @@ void fr_node_group_closed(struct fr_node *n)
         return;
     n->closing--;
     node_maybe_finish(n);
+}
+
+/* ---- rpc.c hook: request-only links ---- */
+
+int fr_node_dial_rpc(struct fr_node *n, struct fr_peer *p)
+{
+    if (n->stopping || p->port <= 0)
+        return FR_ERR_INVALID;
+    struct fr_link *l = link_new(n, true);
+    if (l == NULL)
+        return FR_ERR_NOMEM;
+    l->rpc_only = true;
+    l->rpc_peer = p->id;
+    const char *sni = n->has_tls_server_name ? n->tls_server_name : NULL;
+    int rc = ferry_conn_connect(n->loop, p->host, p->port, n->tls_client, sni, &link_cbs, FR_PEER_MAX_FRAME_BYTES,
+                                l, &l->conn);
+    if (rc != 0) {
+        node_log(n, "request-only dial %llu at %s: %s", (unsigned long long)p->id, p->addr, uv_strerror(rc));
+        link_unlink(l);
+        free(l);
+        return FR_ERR_IO;
+    }
+    uint8_t hello[4 + FR_HELLO_LEN];
+    fr_wire_put_hello_flags(hello, n->cluster_id, n->id, FR_HELLO_F_RPC | FR_HELLO_F_RPC_ONLY);
+    if (fr_link_send(l, hello, sizeof(hello)) != 0)
+        ferry_conn_close(l->conn, "hello not queued"); /* freed by link_on_close */
+    return FR_OK;
 }

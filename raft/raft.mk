@@ -14,9 +14,11 @@ RAFT_DIR    ?= build/third_party/raft
 RAFT_STAMP  := $(RAFT_DIR)/VERSION
 RAFT_LIB    := $(RAFT_DIR)/lib/libraft.a
 RAFT_CFLAGS := -isystem $(RAFT_DIR)/include
-RAFT_COMPAT := $(BUILD)/obj/raft/compat_glibc.o
+RAFT_COMPAT := $(BUILD)/obj/raft/compat_glibc.o $(BUILD)/obj/raft/libraft_wraps.o
 # Link line for anything that uses the library: the compat object first (it defines what libraft.a lacks).
-RAFT_LIBS   := $(RAFT_COMPAT) $(RAFT_LIB) -luv -llz4
+# libraft_wraps.c replaces two library internals on the hot path (io_destroy off the loop, a sliced CRC).
+RAFT_WRAPS  := -Wl,--wrap=UvOsIoDestroy -Wl,--wrap=byteCrc32
+RAFT_LIBS   := $(RAFT_COMPAT) $(RAFT_LIB) $(RAFT_WRAPS) -luv -llz4
 
 RAFT_TEST_SRCS := $(wildcard tests/raft/test_*.c)
 RAFT_TEST_BINS := $(patsubst tests/raft/%.c,$(BUILD)/tests/raft/%,$(RAFT_TEST_SRCS))
@@ -24,7 +26,7 @@ RAFT_TEST_BINS := $(patsubst tests/raft/%.c,$(BUILD)/tests/raft/%,$(RAFT_TEST_SR
 RAFT_TLIB_OBJS := $(call obj,$(filter-out $(RAFT_TEST_SRCS),$(wildcard tests/raft/*.c)))
 # Our multi-group layer (ferry_raft.h): raft/*.c except the compat shim, as one archive, with the
 # wire library it sends through (broker/net). Linked into every raft test and, later, into ferryd.
-RAFT_OBJS   := $(call obj,$(filter-out raft/compat_glibc.c,$(wildcard raft/*.c)))
+RAFT_OBJS   := $(call obj,$(filter-out raft/compat_glibc.c raft/libraft_wraps.c,$(wildcard raft/*.c)))
 RAFT_FR_LIB := $(BUILD)/libferryraft.a
 
 .PHONY: raft-lib raft-tests raft-test

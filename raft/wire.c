@@ -1,4 +1,4 @@
-/* wire.c: the peer protocol's frames (docs/peer-protocol.md): hello, and Raft messages tagged with a group id. */
+/* wire.c: the peer protocol's frames (docs/peer-protocol.md): hello, Raft messages tagged with a group id, ping, quiesce. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,9 @@
  * Every integer is big-endian. A frame is the transport's 4-byte length then:
  *   hello: kind=1 u8, version=1 u8, flags=0 u16, cluster_id u64, node_id u64
  *   raft:  kind=2 u8, raft message type u8, message version u8, 0 u8, group_id u64, body by type
+ *   ping:  kind=3 u8, 0 u8, 0 u16
+ *   quiesce: kind=4 u8, op u8, 0 u16, count u32, entries (see fr_wire_encode_quiesce)
+ *   rpc:   kind=5 u8, type u8 (1 request, 2 response), status u16, request id u64, body (rpc.c)
  * The bodies are listed in docs/peer-protocol.md and in the encoders below, field for field.
  */
 
@@ -97,16 +100,105 @@ static int scratch_reserve(struct fr_node *n, size_t len)
     return FR_OK;
 }
 
-void fr_wire_put_hello(uint8_t *out, uint64_t cluster_id, uint64_t node_id)
+void fr_wire_put_hello_flags(uint8_t *out, uint64_t cluster_id, uint64_t node_id, uint16_t flags)
 {
     uint8_t *p = out;
     put32(&p, FR_HELLO_LEN);
     put8(&p, FR_FRAME_HELLO);
     put8(&p, FR_PROTO_VERSION);
-    put16(&p, 0);
+    put16(&p, flags);
     put64(&p, cluster_id);
     put64(&p, node_id);
     assert(p == out + 4 + FR_HELLO_LEN);
+}
+
+void fr_wire_put_hello(uint8_t *out, uint64_t cluster_id, uint64_t node_id)
+{
+    fr_wire_put_hello_flags(out, cluster_id, node_id, 0);
+}
+
+/* ping: kind=3 u8, flags=0 u8, reserved=0 u16. */
+void fr_wire_put_ping(uint8_t *out)
+{
+    uint8_t *p = out;
+    put32(&p, FR_PING_LEN);
+    put8(&p, FR_FRAME_PING);
+    put8(&p, 0);
+    put16(&p, 0);
+    assert(p == out + 4 + FR_PING_LEN);
+}
+
+/* quiesce: kind=4 u8, op u8 (1 quiet, 2 wake), reserved=0 u16, count u32, then count entries:
+ *   quiet: group_id u64, term u64, commit_index u64, last_index u64
+ *   wake:  group_id u64 */
+static size_t quiesce_entry_len(enum fr_quiesce_op op)
+{
+    return op == FR_QOP_QUIET ? FR_QUIET_ENTRY_LEN : FR_WAKE_ENTRY_LEN;
+}
+
+int fr_wire_encode_quiesce(struct fr_node *n, enum fr_quiesce_op op, const struct fr_q_entry *e, unsigned count,
+                           const uint8_t **frame, size_t *len)
+{
+    assert(count >= 1 && count <= FR_QUIESCE_MAX_ENTRIES);
+    assert(op == FR_QOP_QUIET || op == FR_QOP_WAKE);
+    size_t total = 4 + FR_QUIESCE_HDR_LEN + (size_t)count * quiesce_entry_len(op);
+    int rc = scratch_reserve(n, total);
+    if (rc != FR_OK)
+        return rc;
+    uint8_t *p = n->scratch;
+    put32(&p, (uint32_t)(total - 4));
+    put8(&p, FR_FRAME_QUIESCE);
+    put8(&p, (uint8_t)op);
+    put16(&p, 0);
+    put32(&p, count);
+    for (unsigned i = 0; i < count; i++) {
+        put64(&p, e[i].group_id);
+        if (op == FR_QOP_QUIET) {
+            put64(&p, e[i].term);
+            put64(&p, e[i].commit);
+            put64(&p, e[i].last);
+        }
+    }
+    assert((size_t)(p - n->scratch) == total);
+    *frame = n->scratch;
+    *len = total;
+    return FR_OK;
+}
+
+int fr_wire_check_quiesce(const uint8_t *p, size_t len, enum fr_quiesce_op *op, unsigned *count, char *errmsg,
+                          size_t errmsg_len)
+{
+    struct rd r = {.p = p, .end = p + len};
+    uint8_t kind = get8(&r);
+    uint8_t o = get8(&r);
+    (void)get16(&r);
+    uint32_t c = get32(&r);
+    if (r.err || kind != FR_FRAME_QUIESCE || (o != FR_QOP_QUIET && o != FR_QOP_WAKE)) {
+        snprintf(errmsg, errmsg_len, "quiesce frame: bad header");
+        return FR_ERR_INVALID;
+    }
+    if (c == 0 || c > FR_QUIESCE_MAX_ENTRIES ||
+        (uint64_t)c * quiesce_entry_len((enum fr_quiesce_op)o) != (uint64_t)(r.end - r.p)) {
+        snprintf(errmsg, errmsg_len, "quiesce frame: %u entries in %zu bytes", c, (size_t)(r.end - r.p));
+        return FR_ERR_INVALID;
+    }
+    *op = (enum fr_quiesce_op)o;
+    *count = c;
+    return FR_OK;
+}
+
+void fr_wire_get_quiesce_entry(const uint8_t *p, enum fr_quiesce_op op, unsigned i, struct fr_q_entry *e)
+{
+    const uint8_t *q = p + FR_QUIESCE_HDR_LEN + (size_t)i * quiesce_entry_len(op);
+    struct rd r = {.p = q, .end = q + quiesce_entry_len(op)};
+    memset(e, 0, sizeof(*e));
+    e->group_id = get64(&r);
+    if (op == FR_QOP_QUIET) {
+        e->term = get64(&r);
+        e->commit = get64(&r);
+        e->last = get64(&r);
+    }
+    assert(!r.err);
 }
 
 int fr_wire_encode(struct fr_node *n, uint64_t group_id, const struct raft_message *msg, const uint8_t **frame,

@@ -196,6 +196,9 @@ void mr_node_start(struct mr_cluster *c, unsigned i)
         .data_dir = m->dir,
         .tls_server = c->tls_server,
         .tls_client = c->tls_client,
+        .disable_quiescence = c->no_quiesce,
+        .heartbeat_ms = c->gcfg.heartbeat_timeout_ms,
+        .link_timeout_ms = c->gcfg.election_timeout_ms,
     };
     int rc = fr_node_start(&cfg, &m->node, err, sizeof(err));
     cr_assert_eq(rc, FR_OK, "node %u: %s", i + 1, err);
@@ -442,4 +445,33 @@ void mr_check_prefixes(struct mr_cluster *c, unsigned gi)
                           (unsigned long long)b->log[k].index, (unsigned long long)b->log[k].id);
         }
     }
+}
+
+void mr_isolate(struct mr_cluster *c, unsigned i, bool on)
+{
+    struct mr_node *m = &c->nodes[i];
+    cr_assert(m->up);
+    for (unsigned j = 0; j < c->n_nodes; j++) {
+        struct mr_node *o = &c->nodes[j];
+        if (j == i || !o->up)
+            continue;
+        cr_assert_eq(fr_node_test_mute_peer(m->node, o->id, on), FR_OK);
+        cr_assert_eq(fr_node_test_mute_peer(o->node, m->id, on), FR_OK);
+    }
+}
+
+void mr_node_wipe(struct mr_cluster *c, unsigned i)
+{
+    struct mr_node *m = &c->nodes[i];
+    cr_assert(!m->up);
+    nftw(m->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert(access(m->dir, F_OK) != 0, "%s still exists", m->dir);
+}
+
+unsigned mr_quiet(struct mr_cluster *c, unsigned i)
+{
+    struct fr_node_stats st;
+    cr_assert(c->nodes[i].up);
+    fr_node_stats(c->nodes[i].node, &st);
+    return st.groups_quiescent;
 }

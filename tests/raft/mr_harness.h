@@ -17,7 +17,7 @@
  */
 
 #define MR_MAX_NODES 5
-#define MR_MAX_GROUPS 128
+#define MR_MAX_GROUPS 1024 /* the scale test runs 1,000 groups */
 
 struct mr_applied {
     uint64_t index;
@@ -53,6 +53,7 @@ struct mr_cluster {
     struct fr_group_config gcfg; /* template for every group (fsm is filled per replica) */
     uint64_t next_id;
     unsigned stopping;
+    bool no_quiesce; /* start nodes with fr_node_config.disable_quiescence set */
 };
 
 /* n_nodes nodes (ids 1..n), not started. tls: mutual TLS with the dev certificates. */
@@ -68,6 +69,15 @@ void mr_node_stop(struct mr_cluster *c, unsigned i);
  * n_members > 0 (EXISTS is fine: a restart), then starts them. */
 void mr_open_groups(struct mr_cluster *c, unsigned i, unsigned first, unsigned count, const unsigned *members,
                     unsigned n_members);
+
+/* Cuts node i off (on = true) or reconnects it: every frame between it and the other nodes that
+ * are up vanishes, sockets stay open (fr_node_test_mute_peer on both ends): a firewall cut, or a
+ * SIGSTOPped process as its peers see it. */
+void mr_isolate(struct mr_cluster *c, unsigned i, bool on);
+/* Removes node i's data dir (the node must be stopped): a replica wiped and restarted empty. */
+void mr_node_wipe(struct mr_cluster *c, unsigned i);
+/* Number of groups quiet on node i now (fr_node_stats.groups_quiescent). */
+unsigned mr_quiet(struct mr_cluster *c, unsigned i);
 
 /* Runs the loop until pred(c, arg) or timeout_ms (scaled by FERRY_TEST_TIMEOUT_MULT) pass. */
 bool mr_run_until(struct mr_cluster *c, bool (*pred)(struct mr_cluster *, void *), void *arg, int timeout_ms);
