@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cluster/cluster.h"
+#include "groups/coordinator.h"
 #include "logging.h"
 
 /* Segment age is checked once a second: segment.ms has one-second granularity. */
@@ -109,6 +110,11 @@ int ferryd_start(struct ferryd *b, uv_loop_t *loop, const struct ferryd_config *
         goto err_after_listen;
     }
 
+    if (ferryd_coord_create(b, &b->coord, why, sizeof(why)) != 0) {
+        snprintf(errmsg, errmsg_len, "%s", why);
+        goto err_after_cluster_or_listen;
+    }
+
     uv_timer_init(loop, &b->roll_timer);
     b->roll_timer.data = b;
     uv_timer_start(&b->roll_timer, on_roll_timer, ROLL_CHECK_MS, ROLL_CHECK_MS);
@@ -122,6 +128,9 @@ int ferryd_start(struct ferryd *b, uv_loop_t *loop, const struct ferryd_config *
              cfg->data_dir, ferryd_topics_count(b->topics), cfg->flush_before_ack ? "true" : "false");
     return 0;
 
+err_after_cluster_or_listen:
+    if (b->cluster == NULL)
+        goto err_after_listen;
 err_after_cluster:
     ferryd_cluster_stop(b->cluster, on_cluster_abandoned, NULL);
     b->cluster = NULL;
@@ -167,6 +176,7 @@ static void stop_now(struct ferryd *b)
     uv_timer_stop(&b->retention_timer);
     uv_close((uv_handle_t *)&b->roll_timer, NULL);
     uv_close((uv_handle_t *)&b->retention_timer, NULL);
+    ferryd_coord_stop(b->coord);
     /* Hold progress while walking connections and partitions: nothing may be freed under us. */
     b->stop_hold = 1;
     ferryd_server_quiesce(b);
@@ -195,6 +205,10 @@ void ferryd_stop_progress(struct ferryd *b)
         }
         return;
     }
+    /* After the cluster: no write of the coordinator can complete later (its standalone waiters were
+     * answered when the syncs drained). */
+    ferryd_coord_destroy(b->coord);
+    b->coord = NULL;
     ferryd_topics_close(b->topics);
     b->topics = NULL;
     b->topics_closed = 1;

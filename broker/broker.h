@@ -39,6 +39,7 @@ struct ferryd {
     struct ferryd_cluster *cluster; /* NULL standalone (cluster.members empty) */
     int cluster_stopping, cluster_stopped;
     int handing_off; /* graceful stop: leaderships are being transferred before the stop proper */
+    struct ferryd_coord *coord; /* the group coordinator (groups/coordinator.h) */
 };
 
 /*
@@ -89,6 +90,9 @@ struct ferryd_req {
      */
     void (*abort)(struct ferryd_req *req);
     void *state; /* the handler's */
+    /* The request's client_id (not NUL-terminated; NULL if nil), valid only during the handler call. */
+    const char *client_id;
+    size_t client_id_len;
 };
 
 /* Starts a response: frame prefix + header (error 0, no message). The handler packs the body map. */

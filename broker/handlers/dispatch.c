@@ -23,6 +23,14 @@ static const struct api_entry api_table[] = {
     {FERRY_API_FETCH, 0, 0, ferryd_handle_fetch},
     {FERRY_API_LIST_OFFSETS, 0, 0, ferryd_handle_list_offsets},
     {FERRY_API_INIT_PRODUCER_ID, 0, 0, ferryd_handle_init_producer_id},
+    {FERRY_API_FIND_COORDINATOR, 0, 0, ferryd_handle_find_coordinator},
+    {FERRY_API_GROUP_HEARTBEAT, 0, 0, ferryd_handle_group_heartbeat},
+    {FERRY_API_OFFSET_COMMIT, 0, 0, ferryd_handle_offset_commit},
+    {FERRY_API_OFFSET_FETCH, 0, 0, ferryd_handle_offset_fetch},
+    {FERRY_API_LIST_GROUPS, 0, 0, ferryd_handle_list_groups},
+    {FERRY_API_DESCRIBE_GROUPS, 0, 0, ferryd_handle_describe_groups},
+    {FERRY_API_DELETE_GROUPS, 0, 0, ferryd_handle_delete_groups},
+    {FERRY_API_RESET_OFFSETS, 0, 0, ferryd_handle_reset_offsets},
 };
 #define API_COUNT (sizeof(api_table) / sizeof(api_table[0]))
 _Static_assert(API_COUNT == FERRY_API_COUNT_, "every api in codec.h has a handler");
@@ -55,6 +63,8 @@ void ferryd_dispatch(struct ferryd_req *req, const struct ferry_request_header *
         ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "request body must be a map");
         return;
     }
+    req->client_id = h->client_id;
+    req->client_id_len = h->client_id_len;
     e->fn(req, h->body);
 }
 

@@ -35,6 +35,15 @@ void ferryd_handle_produce(struct ferryd_req *req, const msgpack_object *body);
 void ferryd_handle_fetch(struct ferryd_req *req, const msgpack_object *body);
 void ferryd_handle_list_offsets(struct ferryd_req *req, const msgpack_object *body);
 void ferryd_handle_init_producer_id(struct ferryd_req *req, const msgpack_object *body);
+/* Consumer groups (docs/consumer-groups.md; state in broker/groups/). */
+void ferryd_handle_find_coordinator(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_group_heartbeat(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_offset_commit(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_offset_fetch(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_list_groups(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_describe_groups(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_delete_groups(struct ferryd_req *req, const msgpack_object *body);
+void ferryd_handle_reset_offsets(struct ferryd_req *req, const msgpack_object *body);
 
 /*
  * CreateTopics / DeleteTopics in a cluster (admin_async.c): an answer {"topics": [{name, error,

@@ -40,6 +40,22 @@ const char *ferry_api_name(int api)
         return "ListOffsets";
     case FERRY_API_INIT_PRODUCER_ID:
         return "InitProducerId";
+    case FERRY_API_FIND_COORDINATOR:
+        return "FindCoordinator";
+    case FERRY_API_GROUP_HEARTBEAT:
+        return "GroupHeartbeat";
+    case FERRY_API_OFFSET_COMMIT:
+        return "OffsetCommit";
+    case FERRY_API_OFFSET_FETCH:
+        return "OffsetFetch";
+    case FERRY_API_LIST_GROUPS:
+        return "ListGroups";
+    case FERRY_API_DESCRIBE_GROUPS:
+        return "DescribeGroups";
+    case FERRY_API_DELETE_GROUPS:
+        return "DeleteGroups";
+    case FERRY_API_RESET_OFFSETS:
+        return "ResetOffsets";
     default:
         return "Unknown";
     }

@@ -27,6 +27,15 @@ enum ferry_api {
     FERRY_API_FETCH = 5,
     FERRY_API_LIST_OFFSETS = 6,
     FERRY_API_INIT_PRODUCER_ID = 7,
+    /* consumer groups (docs/consumer-groups.md) */
+    FERRY_API_FIND_COORDINATOR = 8,
+    FERRY_API_GROUP_HEARTBEAT = 9,
+    FERRY_API_OFFSET_COMMIT = 10,
+    FERRY_API_OFFSET_FETCH = 11,
+    FERRY_API_LIST_GROUPS = 12,
+    FERRY_API_DESCRIBE_GROUPS = 13,
+    FERRY_API_DELETE_GROUPS = 14,
+    FERRY_API_RESET_OFFSETS = 15,
     FERRY_API_COUNT_ /* one past the last api number */
 };
 const char *ferry_api_name(int api);

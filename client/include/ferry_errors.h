@@ -36,6 +36,16 @@
     X(DUPLICATE_SEQUENCE, 23, 0, "duplicate producer sequence")                                    \
     X(NOT_CONTROLLER, 24, 1, "this broker is not the controller")                                  \
     X(INVALID_PRODUCER_EPOCH, 25, 0, "producer fenced: a newer epoch of this producer id exists")   \
+    X(NOT_COORDINATOR, 26, 1, "this broker is not the group's coordinator")                        \
+    X(COORDINATOR_NOT_AVAILABLE, 27, 1, "the offsets topic or its partition leader is not ready")  \
+    X(INVALID_GROUP_ID, 28, 0, "empty or too long group id")                                       \
+    X(UNKNOWN_MEMBER_ID, 29, 0, "no such member in this group (removed or never joined)")          \
+    X(FENCED_MEMBER_EPOCH, 30, 0, "the member epoch is older than the member's current one")       \
+    X(UNRELEASED_INSTANCE_ID, 31, 0, "a live member already uses this group.instance.id")          \
+    X(PARTITION_NOT_ASSIGNED, 32, 0, "commit of a partition not assigned to this member")          \
+    X(OFFSET_BEHIND_COMMITTED, 33, 0, "commit below the committed offset without rewind")          \
+    X(GROUP_NOT_EMPTY, 34, 0, "the group still has members")                                       \
+    X(GROUP_ID_NOT_FOUND, 35, 0, "no such group")                                                  \
     X(_TRANSPORT, -1, 1, "connection to broker failed or was lost")                                \
     X(_TIMED_OUT, -2, 1, "local timeout")                                                          \
     X(_QUEUE_FULL, -3, 1, "local producer queue is full")                                          \

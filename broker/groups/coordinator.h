@@ -1,0 +1,23 @@
+/* coordinator.h: the group coordinator of a broker: its life with the broker (the apis use groups_int.h). */
+#ifndef FERRYD_GROUPS_COORDINATOR_H
+#define FERRYD_GROUPS_COORDINATOR_H
+
+#include <stddef.h>
+
+struct ferryd;
+struct ferryd_coord;
+
+/*
+ * Creates the coordinator of broker b (after the cluster started, if any): a timer that creates the
+ * offsets topic when needed (controller leader in a cluster, the broker itself standalone), loads the
+ * offsets partitions this broker leads and expires member sessions; in a cluster, the leadership
+ * observer. Returns 0 or -1 with errmsg.
+ */
+int ferryd_coord_create(struct ferryd *b, struct ferryd_coord **out, char *errmsg, size_t errmsg_len);
+/* Graceful stop, first step: no more timer work, leadership observer cleared. Idempotent. */
+void ferryd_coord_stop(struct ferryd_coord *co);
+/* Frees every group (after the cluster stopped: no callback of a write may come later; writes still in
+ * flight hold no pointer to the coordinator). The timer handle closes on the next loop run. */
+void ferryd_coord_destroy(struct ferryd_coord *co);
+
+#endif
