@@ -169,7 +169,15 @@ install: all
 	install -m 644 $(BUILD)/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-bugs
+
+# build-bugs/ferryd: ferryd with the fault-injection suite's deliberate bugs (config key debug.bug,
+# docs/jepsen.md), so the suite can show it catches them. Never shipped: the key does not exist elsewhere.
+ifneq ($(BUILD),build-bugs)
+.PHONY: build-bugs/ferryd
+build-bugs/ferryd:
+	@CFLAGS=-DFERRY_BUG_SWITCHES $(MAKE) --no-print-directory BUILD=build-bugs build-bugs/ferryd
+endif
 
 include raft/raft.mk
 # ferryd links the Raft layer (defined in raft.mk, hence after the include).

@@ -111,8 +111,8 @@ static const struct cfg_entry cfg_table[] = {
      "(`cluster.members` set)."},
     {"cluster.members", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(cluster_members), check_members,
      "Static initial members, `id@host:port` (peer addresses) separated by commas, e.g. "
-     "`0@127.0.0.1:9800,1@127.0.0.1:9801,2@127.0.0.1:9802`; `node.id` must be one of them. Every member "
-     "must be given the same list. Empty = a standalone broker without replication (no Raft)."},
+     "`0@127.0.0.1:9800,1@127.0.0.1:9801,2@127.0.0.1:9802`. Every member must be given the same list; a "
+     "broker whose `node.id` is not in it joins the running cluster through these members. Empty = a standalone broker without replication (no Raft)."},
     {"peer.security.protocol", CFG_ENUM, "tls", 0, 0, 0, "tls|plaintext", NULL, 0, OFF(peer_security_protocol), NULL,
      "`tls` (the default): brokers talk over mutual TLS on the peer port (each side verifies the other "
      "against `tls.ca.file`). `plaintext` only when set explicitly. Used only in a cluster."},
@@ -126,6 +126,28 @@ static const struct cfg_entry cfg_table[] = {
      "`peer.security.protocol=tls`."},
     {"peer.tls.client.key.file", CFG_STRING, "", 0, 0, 0, NULL, NULL, 0, OFF(peer_tls_client_key_file), NULL,
      "PEM private key of `peer.tls.client.cert.file`."},
+    {"offsets.topic.num.partitions", CFG_INT, NULL, 12, 1, 1000, NULL, NULL, 0, OFF(offsets_topic_num_partitions),
+     NULL,
+     "Partitions of the internal topic `__consumer_offsets` that holds consumer groups and their committed "
+     "offsets (docs/consumer-groups.md); a group lives on partition murmur2(group id) mod this, and its "
+     "coordinator is that partition's leader. Read when the topic is created (once, by the controller "
+     "leader); changing it later has no effect."},
+    {"offsets.topic.replication.factor", CFG_INT, NULL, -1, -1, 16, NULL, NULL, 0,
+     OFF(offsets_topic_replication_factor), NULL,
+     "Replicas of each `__consumer_offsets` partition; -1 = min(3, brokers). The topic is created once that "
+     "many brokers registered. Used only in a cluster (a standalone broker keeps one copy)."},
+    {"group.min.session.timeout.ms", CFG_DURATION, NULL, 1000, 1, 3600000, NULL, "ms", 0,
+     OFF(group_min_session_timeout_ms), NULL,
+     "Smallest `session_timeout_ms` a group member may ask for; a member asking less gets this. A member that "
+     "sends no heartbeat for its session timeout is removed and its partitions reassigned."},
+    {"group.max.session.timeout.ms", CFG_DURATION, NULL, 1800000, 1, 86400000, NULL, "ms", 0,
+     OFF(group_max_session_timeout_ms), NULL,
+     "Largest `session_timeout_ms` a group member may ask for; a member asking more gets this (when below "
+     "`group.min.session.timeout.ms`, the minimum wins)."},
+    {"group.heartbeat.interval.ms", CFG_DURATION, NULL, 3000, 50, 3600000, NULL, "ms", 0,
+     OFF(group_heartbeat_interval_ms), NULL,
+     "Heartbeat interval the coordinator tells group members to use (`heartbeat_interval_ms` of "
+     "GroupHeartbeat); keep it well below the session timeouts members use."},
     {"raft.snapshot.threshold", CFG_INT, NULL, 1024, 2, 1 << 20, NULL, NULL, 0, OFF(raft_snapshot_threshold), NULL,
      "Committed entries of a partition's Raft group between two snapshots (a snapshot is the partition's "
      "log end offset; the entries before it leave the Raft log). Smaller keeps less in memory; a replica "
@@ -134,10 +156,51 @@ static const struct cfg_entry cfg_table[] = {
     {"raft.snapshot.trailing", CFG_INT, NULL, 256, 1, 1 << 20, NULL, NULL, 0, OFF(raft_snapshot_trailing), NULL,
      "Entries a partition's Raft group keeps after a snapshot, so a replica slightly behind catches up "
      "from the log instead of a snapshot. Used only in a cluster."},
+    {"raft.quiescence.enable", CFG_BOOL, "true", 0, 0, 0, NULL, NULL, 0, OFF(raft_quiescence_enable), NULL,
+     "Idle Raft groups stop their heartbeats; one ping per broker pair stands in for them "
+     "(docs/replication.md, \"Heartbeats\"). Used only in a cluster."},
+    {"raft.election.timeout.ms", CFG_DURATION, NULL, 1000, 20, 60000, NULL, "ms", 0, OFF(raft_election_timeout_ms),
+     NULL,
+     "Raft election timeout of every group (randomised between 1x and 2x), and how long a silent peer "
+     "link may stay quiet before its groups elect without it. A peer whose connection closes is given "
+     "up at once (docs/replication.md, \"Failover\"). Must exceed `raft.heartbeat.interval.ms`. Used only "
+     "in a cluster."},
+    {"raft.heartbeat.interval.ms", CFG_DURATION, NULL, 100, 10, 10000, NULL, "ms", 0,
+     OFF(raft_heartbeat_interval_ms), NULL,
+     "Raft heartbeat interval of every group; brokers ping each other every half interval. Used only in a "
+     "cluster."},
+    {"leader.rebalance.enable", CFG_BOOL, "true", 0, 0, 0, NULL, NULL, 0, OFF(leader_rebalance_enable), NULL,
+     "Preferred-leader balancer: a broker leading a partition whose preferred replica (the first of its "
+     "replica set) is a live voter hands the leadership back to it, a few at a time "
+     "(docs/replication.md). Used only in a cluster."},
+    {"leader.rebalance.interval.ms", CFG_DURATION, NULL, 30000, 100, DAY_MS, NULL, "ms", 0,
+     OFF(leader_rebalance_interval_ms), NULL,
+     "How often the preferred-leader balancer looks for partitions led away from their preferred replica."},
     {"log.level", CFG_ENUM, "info", 0, 0, 0, "error|warn|info|debug", NULL, 0, OFF(log_level), NULL,
      "Least severe level written to stderr."},
     {"log.format", CFG_ENUM, "text", 0, 0, 0, "text|json", NULL, 0, OFF(log_format), NULL,
      "`text` lines or one JSON object a line (fields ts, level, broker_id, msg)."},
+    {"raft.segment.bytes", CFG_SIZE, NULL, 8 * 1024 * 1024, 64 * 1024, GIB, NULL, "bytes", 0, OFF(raft_segment_bytes),
+     NULL,
+     "Largest size of the segment files of a partition's Raft log (the write-ahead log under "
+     "`data.dir/raft/`). Closing a full segment costs the broker's loop tens of milliseconds (the "
+     "kernel's AIO context teardown), so small segments cap replicated produce throughput; but every "
+     "partition replica keeps about three segments pre-allocated on disk. A broker hosting so many "
+     "partitions that 3 x this x partitions would pass 3 GiB uses smaller segments (not below 1 MiB). "
+     "Read when a partition's group opens. Used only in a cluster."},
+    {"raft.snapshot.bytes", CFG_SIZE, NULL, 64 * 1024 * 1024, 4096, 64 * GIB, NULL, "bytes", 0,
+     OFF(raft_snapshot_bytes), NULL,
+     "A partition's Raft group also snapshots once the entries applied since its last snapshot hold this "
+     "many bytes, before `raft.snapshot.threshold` entries (the Raft library keeps those entries in "
+     "memory: this bounds it for large batches). Used only in a cluster."},
+#ifdef FERRY_BUG_SWITCHES
+    {"debug.bug", CFG_ENUM, "none", 0, 0, 0, "none|ack-before-commit|drop-entry|no-dedupe", NULL, 0, OFF(debug_bug),
+     NULL,
+     "FAULT-INJECTION BUILDS ONLY (-DFERRY_BUG_SWITCHES, build-bugs/ferryd): a deliberate bug the "
+     "fault-injection suite must catch. ack-before-commit: a replicated produce is acknowledged once "
+     "proposed, before commit; drop-entry: the broker with node.id 1 skips applying every 50th committed "
+     "batch of each partition; no-dedupe: idempotent duplicates are stored again."},
+#endif
 };
 
 #define CFG_COUNT (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -594,18 +657,12 @@ int ferryd_config_validate(const struct ferryd_config *c, char *errmsg, size_t e
         struct ferryd_member m[FERRYD_MAX_MEMBERS];
         char why[256];
         int n = ferryd_parse_members(c->cluster_members, m, FERRYD_MAX_MEMBERS, why, sizeof(why));
-        int found = 0;
         if (n < 0) {
             snprintf(errmsg, errmsg_len, "cluster.members: %s", why);
             return -1;
         }
-        for (int i = 0; i < n; i++)
-            found |= m[i].id == c->node_id;
-        if (!found) {
-            snprintf(errmsg, errmsg_len, "cluster.members: node.id %" PRId64 " is not one of the members",
-                     c->node_id);
-            return -1;
-        }
+        /* A node.id that is not one of the members is a broker joining the running cluster
+         * (docs/replication.md, "Joining and registration"). */
         if (c->peer_security_protocol == FERRYD_SECURITY_TLS &&
             (c->peer_tls_cert_file[0] == '\0' || c->peer_tls_key_file[0] == '\0' ||
              c->peer_tls_client_cert_file[0] == '\0' || c->peer_tls_client_key_file[0] == '\0' ||

@@ -12,6 +12,10 @@ enum ferryd_client_auth { FERRYD_CLIENT_AUTH_NONE = 0, FERRYD_CLIENT_AUTH_REQUIR
 enum ferryd_tls_version { FERRYD_TLS_13 = 0, FERRYD_TLS_12 = 1 };
 enum ferryd_log_level { FERRYD_LOG_ERROR = 0, FERRYD_LOG_WARN = 1, FERRYD_LOG_INFO = 2, FERRYD_LOG_DEBUG = 3 };
 enum ferryd_log_format { FERRYD_LOG_TEXT = 0, FERRYD_LOG_JSON = 1 };
+#ifdef FERRY_BUG_SWITCHES
+/* debug.bug, only in a build with -DFERRY_BUG_SWITCHES (build-bugs/ferryd): see config.c. */
+enum ferryd_bug { FERRYD_BUG_NONE = 0, FERRYD_BUG_ACK_BEFORE_COMMIT, FERRYD_BUG_DROP_ENTRY, FERRYD_BUG_NO_DEDUPE };
+#endif
 
 /*
  * Every setting, already validated. Strings are malloc'd and owned by the config (never NULL after
@@ -51,10 +55,25 @@ struct ferryd_config {
     char *peer_tls_client_key_file;
     int64_t raft_snapshot_threshold;
     int64_t raft_snapshot_trailing;
+    int raft_quiescence_enable;         /* fr_node_config.disable_quiescence = !this */
+    int64_t raft_election_timeout_ms;   /* groups' election timeout = the node's link timeout */
+    int64_t raft_heartbeat_interval_ms; /* groups' heartbeat = the node's heartbeat */
+    int leader_rebalance_enable;
+    int64_t leader_rebalance_interval_ms;
+    int64_t offsets_topic_num_partitions;     /* consumer groups (docs/consumer-groups.md) */
+    int64_t offsets_topic_replication_factor; /* -1 = min(3, brokers) */
+    int64_t group_min_session_timeout_ms;
+    int64_t group_max_session_timeout_ms;
+    int64_t group_heartbeat_interval_ms;
+    int64_t raft_segment_bytes;  /* partition groups' raft_uv segment size (docs/replication.md, "Storage") */
+    int64_t raft_snapshot_bytes; /* a partition snapshots once this many entry bytes were applied */
+#ifdef FERRY_BUG_SWITCHES
+    int debug_bug; /* enum ferryd_bug: a deliberate bug for the fault-injection suite (docs/jepsen.md) */
+#endif
     int log_level;  /* enum ferryd_log_level */
     int log_format; /* enum ferryd_log_format */
     /* Line of the config file that set each table entry (0 = not from the file), to refuse duplicates. */
-    int file_line[48];
+    int file_line[64];
 };
 
 /* Fills every setting with its default. Returns 0, or -1 when out of memory (errmsg filled). */

@@ -214,6 +214,13 @@ int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t l
     if (rc != 0)
         return rc;
     rc = check_producer(p, &h, base_offset, next_offset, errmsg, errmsg_len);
+    int remember = 1;
+#ifdef FERRY_BUG_SWITCHES
+    if (rc < 0 && p->bug_no_dedupe) { /* debug.bug=no-dedupe: stored again (the state keeps the original) */
+        rc = 0;
+        remember = 0;
+    }
+#endif
     if (rc != 0)
         return rc < 0 ? 0 : rc; /* < 0: a duplicate, answered with the original offsets */
     ferry_batch_set_leader_epoch(batch, 0); /* a single broker: epoch 0 (docs/protocol.md) */
@@ -225,7 +232,7 @@ int ferryd_partition_append(struct ferryd_partition *p, uint8_t *batch, size_t l
         return FERRY_ERR_STORAGE_ERROR;
     }
     *next_offset = *base_offset + (int64_t)h.record_count;
-    if (ferryd_pstate_update(&p->pstate, &h, *base_offset) != 0)
+    if (remember && ferryd_pstate_update(&p->pstate, &h, *base_offset) != 0)
         LOG_WARN("partition %s: out of memory recording producer %lld; its next batch is accepted unchecked",
                  p->label, (long long)h.producer_id);
     if (p->replica != NULL)

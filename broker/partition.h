@@ -72,6 +72,10 @@ struct ferryd_partition {
      */
     void *replica;
     struct ferryd_pstate pstate; /* idempotent producers (producer_state.h), rebuilt from the log at open */
+#ifdef FERRY_BUG_SWITCHES
+    int bug_no_dedupe;       /* debug.bug=no-dedupe (set by the cluster): duplicates are stored again */
+    int64_t bug_next_offset; /* debug.bug=ack-before-commit: the offset the next proposal is guessed to get */
+#endif
 };
 
 /* Opens (recovering) the log in dir. Returns 0, or a ferry_err_t with errmsg naming the partition. */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,7 +301,11 @@ static int persist(struct ferryd_topics *t, char *errmsg, size_t errmsg_len)
         uint32_t nconf = 0;
         for (int k = 0; k < FERRYD_TOPIC_CONFIG_COUNT; k++)
             nconf += topic->overrides.set[k] ? 1 : 0;
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, 3u + (topic->local != NULL ? 1u : 0u) + (topic->token[0] != '\0' ? 1u : 0u));
+        if (topic->token[0] != '\0') {
+            msgpack_pack_str_with_body(&pk, "token", 5);
+            msgpack_pack_str_with_body(&pk, topic->token, strlen(topic->token));
+        }
         msgpack_pack_str_with_body(&pk, "name", 4);
         msgpack_pack_str_with_body(&pk, topic->name, strlen(topic->name));
         msgpack_pack_str_with_body(&pk, "partitions", 10);
@@ -313,6 +318,16 @@ static int persist(struct ferryd_topics *t, char *errmsg, size_t errmsg_len)
             int l = snprintf(num, sizeof(num), "%" PRId64, topic->overrides.value[k]);
             msgpack_pack_str_with_body(&pk, ferryd_topic_config_keys[k], strlen(ferryd_topic_config_keys[k]));
             msgpack_pack_str_with_body(&pk, num, (size_t)l);
+        }
+        if (topic->local != NULL) {
+            uint32_t nlocal = 0;
+            for (uint32_t k = 0; k < topic->npartitions; k++)
+                nlocal += topic->local[k] ? 1u : 0u;
+            msgpack_pack_str_with_body(&pk, "local", 5);
+            msgpack_pack_array(&pk, nlocal);
+            for (uint32_t k = 0; k < topic->npartitions; k++)
+                if (topic->local[k])
+                    msgpack_pack_uint32(&pk, k);
         }
     }
     if (path_join(path, sizeof(path), t->meta_dir, META_FILE, NULL) != 0) {
@@ -329,8 +344,9 @@ static int persist(struct ferryd_topics *t, char *errmsg, size_t errmsg_len)
     return 0;
 }
 
+/* local: npartitions flags copied into the topic, or NULL (every partition has a log here). */
 static struct ferryd_topic *topic_new(struct ferryd_topics *t, const char *name, size_t len, uint32_t npartitions,
-                                      const struct ferryd_topic_config *overrides)
+                                      const struct ferryd_topic_config *overrides, const uint8_t *local)
 {
     struct ferryd_topic *topic = calloc(1, sizeof(*topic));
     if (topic == NULL)
@@ -339,6 +355,15 @@ static struct ferryd_topic *topic_new(struct ferryd_topics *t, const char *name,
     if (topic->partitions == NULL) {
         free(topic);
         return NULL;
+    }
+    if (local != NULL) {
+        topic->local = malloc(npartitions);
+        if (topic->local == NULL) {
+            free(topic->partitions);
+            free(topic);
+            return NULL;
+        }
+        memcpy(topic->local, local, npartitions);
     }
     memcpy(topic->name, name, len);
     topic->name[len] = '\0';
@@ -357,6 +382,7 @@ static struct ferryd_topic *topic_new(struct ferryd_topics *t, const char *name,
 /* Frees a topic whose partitions are closed, deleted or were never opened. */
 static void topic_free(struct ferryd_topic *topic)
 {
+    free(topic->local);
     free(topic->partitions);
     free(topic);
 }
@@ -375,6 +401,8 @@ static int open_partitions(struct ferryd_topics *t, struct ferryd_topic *topic, 
     struct stat st;
     int rc;
     for (uint32_t i = 0; i < topic->npartitions; i++) {
+        if (topic->local != NULL && !topic->local[i])
+            continue;
         if (partition_dir(t, topic->name, i, dir, sizeof(dir)) != 0) {
             snprintf(errmsg, errmsg_len, "partition directory path too long");
             return FERRY_ERR_STORAGE_ERROR;
@@ -481,6 +509,13 @@ static int load_meta(struct ferryd_topics *t, char *errmsg, size_t errmsg_len)
         const char *name = tm ? ferry_mp_str(&rd, tm, "name", &nlen, 1) : NULL;
         int64_t np = tm ? ferry_mp_int_range(&rd, tm, "partitions", 0, 1, 1, FERRY_MAX_PARTITIONS_PER_TOPIC) : 0;
         const msgpack_object *cm = tm ? ferry_mp_map(&rd, tm, "configs", 0) : NULL;
+        const msgpack_object_array *la = tm ? ferry_mp_array(&rd, tm, "local", 0) : NULL;
+        size_t tokl = 0;
+        const char *tok = tm ? ferry_mp_str(&rd, tm, "token", &tokl, 0) : NULL;
+        if (!rd.err && tokl > FERRYD_MAX_REQUEST_TOKEN) {
+            snprintf(errmsg, errmsg_len, "%s: corrupt: topic %u: token too long", path, i);
+            goto out_msg;
+        }
         if (rd.err) {
             snprintf(errmsg, errmsg_len, "%s: corrupt: topic %u: %s", path, i, rd.errmsg);
             goto out_msg;
@@ -498,7 +533,21 @@ static int load_meta(struct ferryd_topics *t, char *errmsg, size_t errmsg_len)
                 goto out_msg;
             }
         }
-        struct ferryd_topic *topic = topic_new(t, name, nlen, (uint32_t)np, &tc);
+        uint8_t local[FERRY_MAX_PARTITIONS_PER_TOPIC];
+        if (la != NULL) {
+            memset(local, 0, (size_t)np);
+            for (uint32_t k = 0; k < la->size; k++) {
+                const msgpack_object *o = &la->ptr[k];
+                if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 >= (uint64_t)np) {
+                    snprintf(errmsg, errmsg_len, "%s: corrupt: topic %s: bad \"local\" partition", path, name);
+                    goto out_msg;
+                }
+                local[o->via.u64] = 1;
+            }
+        }
+        struct ferryd_topic *topic = topic_new(t, name, nlen, (uint32_t)np, &tc, la != NULL ? local : NULL);
+        if (topic != NULL && tok != NULL)
+            memcpy(topic->token, tok, tokl);
         if (topic == NULL || insert_topic(t, topic) != 0) {
             if (topic)
                 topic_free(topic);
@@ -664,6 +713,13 @@ static int is_deleting(const struct ferryd_topics *t, const char *name, size_t l
 int ferryd_topics_create(struct ferryd_topics *t, const char *name, size_t len, int64_t npartitions,
                          const struct ferryd_topic_config *overrides, char *errmsg, size_t errmsg_len)
 {
+    return ferryd_topics_create_local(t, name, len, npartitions, overrides, NULL, NULL, 0, errmsg, errmsg_len);
+}
+
+int ferryd_topics_create_local(struct ferryd_topics *t, const char *name, size_t len, int64_t npartitions,
+                               const struct ferryd_topic_config *overrides, const uint8_t *local, const char *token,
+                               size_t token_len, char *errmsg, size_t errmsg_len)
+{
     int rc = ferryd_topic_name_check(name, len, errmsg, errmsg_len);
     if (rc != 0)
         return rc;
@@ -672,7 +728,14 @@ int ferryd_topics_create(struct ferryd_topics *t, const char *name, size_t len, 
                  FERRY_MAX_PARTITIONS_PER_TOPIC);
         return FERRY_ERR_INVALID_PARTITIONS;
     }
-    if (ferryd_topics_find(t, name, len) != NULL) {
+    if (token_len > FERRYD_MAX_REQUEST_TOKEN) {
+        snprintf(errmsg, errmsg_len, "request_token longer than %d bytes", FERRYD_MAX_REQUEST_TOKEN);
+        return FERRY_ERR_INVALID_REQUEST;
+    }
+    const struct ferryd_topic *have = ferryd_topics_find(t, name, len);
+    if (have != NULL) {
+        if (token_len > 0 && strlen(have->token) == token_len && memcmp(have->token, token, token_len) == 0)
+            return 0; /* a retry of the request that created it */
         snprintf(errmsg, errmsg_len, "topic '%.*s' already exists", (int)len, name);
         return FERRY_ERR_TOPIC_ALREADY_EXISTS;
     }
@@ -684,11 +747,13 @@ int ferryd_topics_create(struct ferryd_topics *t, const char *name, size_t len, 
         snprintf(errmsg, errmsg_len, "the broker already has %d topics (FERRY_MAX_TOPICS)", FERRY_MAX_TOPICS);
         return FERRY_ERR_LIMIT_EXCEEDED;
     }
-    struct ferryd_topic *topic = topic_new(t, name, len, (uint32_t)npartitions, overrides);
+    struct ferryd_topic *topic = topic_new(t, name, len, (uint32_t)npartitions, overrides, local);
     if (topic == NULL) {
         snprintf(errmsg, errmsg_len, "out of memory");
         return FERRY_ERR_STORAGE_ERROR;
     }
+    if (token_len > 0)
+        memcpy(topic->token, token, token_len);
     if ((rc = open_partitions(t, topic, 1, errmsg, errmsg_len)) != 0)
         goto err_after_open;
     if (insert_topic(t, topic) != 0) {
@@ -698,7 +763,15 @@ int ferryd_topics_create(struct ferryd_topics *t, const char *name, size_t len, 
     }
     if ((rc = persist(t, errmsg, errmsg_len)) != 0)
         goto err_after_insert;
-    LOG_INFO("topic %s: created with %" PRIu32 " partition(s)", topic->name, topic->npartitions);
+    if (local == NULL) {
+        LOG_INFO("topic %s: created with %" PRIu32 " partition(s)", topic->name, topic->npartitions);
+    } else {
+        uint32_t nlocal = 0;
+        for (uint32_t i = 0; i < topic->npartitions; i++)
+            nlocal += local[i] ? 1u : 0u;
+        LOG_INFO("topic %s: created with %" PRIu32 " partition(s), %" PRIu32 " of them with a log here", topic->name,
+                 topic->npartitions, nlocal);
+    }
     return 0;
 
 err_after_insert:
@@ -777,17 +850,81 @@ int ferryd_topics_delete(struct ferryd_topics *t, const char *name, size_t len, 
     for (uint32_t i = 0; i < topic->npartitions; i++) {
         struct ferryd_partition *p = topic->partitions[i];
         topic->partitions[i] = NULL;
-        ferryd_partition_delete(p, on_partition_deleted, topic);
+        if (p != NULL)
+            ferryd_partition_delete(p, on_partition_deleted, topic);
+        else
+            topic->deleting--; /* no log here */
     }
     on_partition_deleted(NULL, topic);
     return 0;
+}
+
+int ferryd_topics_restart_log(struct ferryd_partition *p, int64_t start, char *errmsg, size_t errmsg_len)
+{
+    char dir[PATH_MAX], seg[PATH_MAX], why[256];
+    /* Every partition's env is its registry's (open_partitions): the registry is the env's container. */
+    struct ferryd_topics *t = (struct ferryd_topics *)(void *)((char *)p->env - offsetof(struct ferryd_topics, env));
+    const struct ferryd_topic *topic = NULL;
+    for (size_t i = 0; i < t->n && topic == NULL; i++)
+        if (p->id >= 0 && (uint32_t)p->id < t->v[i]->npartitions && t->v[i]->partitions[p->id] == p)
+            topic = t->v[i];
+    assert(topic != NULL && start >= 0);
+    if (p->sync != NULL || p->wait_head != NULL) {
+        snprintf(errmsg, errmsg_len, "partition %s: busy (a sync in flight); retry", p->label);
+        return -1;
+    }
+    if (partition_dir(t, topic->name, (uint32_t)p->id, dir, sizeof(dir)) != 0 ||
+        snprintf(seg, sizeof(seg), "%s/%020" PRId64 ".log", dir, start) >= (int)sizeof(seg)) {
+        snprintf(errmsg, errmsg_len, "partition %s: path too long", p->label);
+        return FERRY_ERR_STORAGE_ERROR;
+    }
+    ferry_log_close(p->log); /* no sync: everything in it is discarded */
+    p->log = NULL;
+    p->read_only = 1; /* until the new log is open */
+    int rc = remove_tree(dir);
+    int fd = -1;
+    if (rc == 0 && mkdir(dir, 0755) != 0)
+        rc = -errno;
+    if (rc == 0 && (fd = open(seg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        rc = -errno;
+    if (fd >= 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0 && (rc = fsync_dir(dir)) == 0)
+        rc = fsync_dir(t->topics_dir);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "partition %s: restarting its log at offset %" PRId64 ": %s", p->label, start,
+                 strerror(-rc));
+        goto err_reopen;
+    }
+    if ((rc = ferry_log_open(dir, &topic->log_config, &p->log, why, sizeof(why))) != 0) {
+        snprintf(errmsg, errmsg_len, "partition %s: reopening its log: %s", p->label, why);
+        goto err_reopen;
+    }
+    assert(ferry_log_start_offset(p->log) == start && ferry_log_end_offset(p->log) == start);
+    ferryd_pstate_free(&p->pstate); /* the producers' batches are gone with the log */
+    ferryd_pstate_init(&p->pstate);
+    p->read_only = 0;
+    return 0;
+
+err_reopen:
+    /* p needs a log object: whatever is on disk now, recovered (an empty dir gets an empty log at
+     * 0), and read-only. If even that fails the broker cannot go on serving p: stop here. */
+    mkdir(dir, 0755);
+    if (ferry_log_open(dir, &topic->log_config, &p->log, why, sizeof(why)) != 0) {
+        LOG_ERROR("%s; reopening %s failed too (%s): stopping the broker", errmsg, dir, why);
+        abort();
+    }
+    return FERRY_ERR_STORAGE_ERROR;
 }
 
 void ferryd_topics_flush_all(struct ferryd_topics *t)
 {
     for (size_t i = 0; i < t->n; i++)
         for (uint32_t k = 0; k < t->v[i]->npartitions; k++)
-            ferryd_partition_kick(t->v[i]->partitions[k]);
+            if (t->v[i]->partitions[k] != NULL)
+                ferryd_partition_kick(t->v[i]->partitions[k]);
 }
 
 void ferryd_topics_for_each_partition(struct ferryd_topics *t, void (*fn)(struct ferryd_partition *p, void *arg),
@@ -795,5 +932,6 @@ void ferryd_topics_for_each_partition(struct ferryd_topics *t, void (*fn)(struct
 {
     for (size_t i = 0; i < t->n; i++)
         for (uint32_t k = 0; k < t->v[i]->npartitions; k++)
-            fn(t->v[i]->partitions[k], arg);
+            if (t->v[i]->partitions[k] != NULL)
+                fn(t->v[i]->partitions[k], arg);
 }

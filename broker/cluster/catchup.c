@@ -8,20 +8,33 @@
 #include <string.h>
 
 #include "ferry_errors.h"
+#include "logging.h"
 #include "net/conn.h"
 #include "partition.h"
 #include "proto/batch.h"
 #include "proto/codec.h"
 #include "proto/limits.h"
 #include "storage/log.h"
+#include "topics.h"
 
 /* Bytes asked for per Fetch: large enough to amortise a round trip, small enough that one
  * response never holds the loop long (the leader returns at least one whole batch anyway). */
 #define CATCHUP_FETCH_BYTES (4 * 1024 * 1024)
 
+/*
+ * The connect (TLS handshake included) and every Fetch must be answered within this long, or the
+ * attempt fails (a hung leader: the connection is accepted but nothing comes back) and the cluster
+ * tick starts another one, from the leader of the moment. 4 MiB on loopback take milliseconds; 10 s
+ * leaves room for a loaded or distant leader.
+ */
+#define CATCHUP_REQUEST_TIMEOUT_MS 10000
+
 struct cl_catchup {
-    struct ferry_conn *conn;
+    struct ferry_conn *conn;    /* NULL once on_close ran */
     struct ferryd_partition *p; /* NULL once finished or cancelled */
+    uv_timer_t timer;           /* bounds the connect and every request */
+    int timer_closing;
+    int handles; /* conn and timer not closed yet: freed when both are */
     char topic[FERRY_MAX_TOPIC_NAME + 1];
     int32_t partition;
     int64_t target;
@@ -30,15 +43,46 @@ struct cl_catchup {
     void *arg;
 };
 
-/* Runs the callback once and closes the connection (the handle is freed in on_close). */
+static void release(struct cl_catchup *cu)
+{
+    assert(cu->handles > 0);
+    if (--cu->handles == 0)
+        free(cu);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+static void close_timer(struct cl_catchup *cu)
+{
+    if (cu->timer_closing)
+        return;
+    cu->timer_closing = 1;
+    uv_timer_stop(&cu->timer);
+    uv_close((uv_handle_t *)&cu->timer, on_timer_closed);
+}
+
+/* Runs the callback once and closes the connection and the timer (the handle is freed after both). */
 static void finish(struct cl_catchup *cu, int status, const char *msg)
 {
     cl_catchup_cb cb = cu->cb;
     cu->cb = NULL;
     cu->p = NULL;
-    ferry_conn_close(cu->conn, status == 0 ? "catch-up done" : msg);
+    if (cu->conn != NULL)
+        ferry_conn_close(cu->conn, status == 0 ? "catch-up done" : msg);
+    close_timer(cu);
     if (cb != NULL)
         cb(cu->arg, status, msg);
+}
+
+static void on_timeout(uv_timer_t *h)
+{
+    struct cl_catchup *cu = h->data;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "no answer from the leader within %d ms", CATCHUP_REQUEST_TIMEOUT_MS);
+    finish(cu, -1, msg);
 }
 
 static int send_fetch(struct cl_catchup *cu)
@@ -72,6 +116,8 @@ static int send_fetch(struct cl_catchup *cu)
     if (rc == 0)
         rc = ferry_conn_send(cu->conn, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
+    if (rc == 0)
+        uv_timer_start(&cu->timer, on_timeout, CATCHUP_REQUEST_TIMEOUT_MS, 0);
     return rc == 0 ? 0 : -1;
 }
 
@@ -123,6 +169,32 @@ static int append_records(struct cl_catchup *cu, const uint8_t *rec, size_t len,
     return 0;
 }
 
+/*
+ * The leader answered OFFSET_OUT_OF_RANGE for our log end and its log starts at leader_start, past
+ * our end: its retention already removed offsets this replica lacks, which no replica has any more.
+ * The local log restarts empty at the leader's log start (or at the target, if that comes first: the
+ * entries queued since the snapshot hold the data from there), as Kafka does. Returns 0 or -1 with msg.
+ */
+static int adopt_leader_start(struct cl_catchup *cu, int64_t leader_start, char *msg, size_t msg_len)
+{
+    int64_t end = ferry_log_end_offset(cu->p->log);
+    int64_t start = leader_start < cu->target ? leader_start : cu->target;
+    char why[512];
+    if (leader_start <= end) {
+        snprintf(msg, msg_len, "the leader refused offset %" PRId64 " although its log starts at %" PRId64, end,
+                 leader_start);
+        return -1;
+    }
+    if (ferryd_topics_restart_log(cu->p, start, why, sizeof(why)) != 0) {
+        snprintf(msg, msg_len, "%s", why);
+        return -1;
+    }
+    LOG_WARN("partition %s/%d: the leader's log starts at offset %" PRId64 ", past this replica's end %" PRId64
+             " (its retention removed the offsets in between): the local log restarts empty at %" PRId64,
+             cu->topic, (int)cu->partition, leader_start, end, start);
+    return 0;
+}
+
 /* Parses a Fetch response and appends its batches. Returns 0 or -1 with msg. */
 static int handle_response(struct cl_catchup *cu, const uint8_t *buf, size_t len, char *msg, size_t msg_len)
 {
@@ -163,6 +235,13 @@ static int handle_response(struct cl_catchup *cu, const uint8_t *buf, size_t len
         snprintf(msg, msg_len, "leader's Fetch response: %s", rd.errmsg);
         goto out;
     }
+    if (err == FERRY_ERR_OFFSET_OUT_OF_RANGE) {
+        int64_t leader_start = ferry_mp_int(&rd, pm, "log_start_offset", -1, 0);
+        if (!rd.err && leader_start > ferry_log_end_offset(cu->p->log)) {
+            ret = adopt_leader_start(cu, leader_start, msg, msg_len);
+            goto out;
+        }
+    }
     if (err != 0) {
         size_t el = 0;
         const char *em = ferry_mp_str(&rd, pm, "error_message", &el, 0);
@@ -186,6 +265,7 @@ static void on_open(struct ferry_conn *c)
     struct cl_catchup *cu = ferry_conn_data(c);
     if (cu->p == NULL)
         return;
+    uv_timer_stop(&cu->timer);
     if (send_fetch(cu) != 0)
         finish(cu, -1, "sending a Fetch to the leader failed");
 }
@@ -196,6 +276,7 @@ static void on_frame(struct ferry_conn *c, const uint8_t *payload, size_t len)
     char msg[512];
     if (cu->p == NULL)
         return;
+    uv_timer_stop(&cu->timer);
     if (handle_response(cu, payload, len, msg, sizeof(msg)) != 0) {
         finish(cu, -1, msg);
         return;
@@ -213,13 +294,16 @@ static void on_close(struct ferry_conn *c, int status, const char *reason)
     struct cl_catchup *cu = ferry_conn_data(c);
     char msg[300];
     (void)status;
+    cu->conn = NULL;
+    cu->p = NULL;
+    close_timer(cu);
     if (cu->cb != NULL) {
         cl_catchup_cb cb = cu->cb;
         cu->cb = NULL;
         snprintf(msg, sizeof(msg), "connection to the leader closed: %s", reason ? reason : "");
         cb(cu->arg, -1, msg);
     }
-    free(cu);
+    release(cu);
 }
 
 int cl_catchup_start(const struct cl_catchup_req *r, cl_catchup_cb cb, void *arg, struct cl_catchup **out,
@@ -248,6 +332,11 @@ int cl_catchup_start(const struct cl_catchup_req *r, cl_catchup_cb cb, void *arg
         free(cu);
         return -1;
     }
+    /* Callbacks only run on a later loop pass: the timer is ready before any of them. */
+    cu->handles = 2;
+    uv_timer_init(r->loop, &cu->timer);
+    cu->timer.data = cu;
+    uv_timer_start(&cu->timer, on_timeout, CATCHUP_REQUEST_TIMEOUT_MS, 0); /* the connect and handshake */
     *out = cu;
     return 0;
 }
@@ -256,5 +345,7 @@ void cl_catchup_cancel(struct cl_catchup *cu)
 {
     cu->cb = NULL;
     cu->p = NULL;
-    ferry_conn_close(cu->conn, "catch-up cancelled");
+    if (cu->conn != NULL)
+        ferry_conn_close(cu->conn, "catch-up cancelled");
+    close_timer(cu);
 }

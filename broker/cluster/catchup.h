@@ -27,8 +27,13 @@ struct cl_catchup_req {
     int64_t target;
 };
 
-/* done(arg, status, msg): status 0 = p's log end reached target; -1 = failed (msg says why; the
- * caller may start again later). */
+/*
+ * done(arg, status, msg): status 0 = p's log end reached target; -1 = failed (msg says why; the
+ * caller may start again later): an error answer, a closed connection, or no answer within
+ * CATCHUP_REQUEST_TIMEOUT_MS (catchup.c) to the connect or to a Fetch. When the leader's log starts
+ * past p's end (its retention removed what p lacks), p's log restarts empty at the leader's log
+ * start (ferryd_topics_restart_log; at target if that is lower) and the catch-up goes on from there.
+ */
 typedef void (*cl_catchup_cb)(void *arg, int status, const char *msg);
 
 /*

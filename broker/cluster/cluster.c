@@ -12,12 +12,15 @@
 
 /* ================================ life cycle ================================ */
 
-/* Every TICK_MS: catch-ups to start, and the controller leader's registration duties. */
+static void rebalance_tick(struct ferryd_cluster *c);
+
+/* Every TICK_MS: catch-ups to start, the controller leader's registration duties, the balancer. */
 static void on_tick(uv_timer_t *h)
 {
     struct ferryd_cluster *c = h->data;
     cl_catchup_tick(c);
     cl_ctl_tick(c);
+    rebalance_tick(c);
 }
 
 static void free_tls(struct ferryd_cluster *c)
@@ -34,6 +37,7 @@ static void free_tls(struct ferryd_cluster *c)
 static void on_start_failed_stopped(void *arg)
 {
     struct ferryd_cluster *c = arg;
+    cl_mb_stop(c);
     free_tls(c);
     free(c);
 }
@@ -96,11 +100,25 @@ int ferryd_cluster_start(struct ferryd *b, struct ferryd_cluster **out, char *er
         .listen_host = host,
         .listen_port = port,
         .data_dir = dir,
+        .rpc_handler = cl_mb_on_request, /* membership.c: registration, producer id blocks */
+        .rpc_arg = c,
+        /* Raft timing (raft.*): the node's pings and silence match every group's. */
+        .disable_quiescence = !b->cfg->raft_quiescence_enable,
+        .heartbeat_ms = (unsigned)b->cfg->raft_heartbeat_interval_ms,
+        .link_timeout_ms = (unsigned)b->cfg->raft_election_timeout_ms,
     };
+    if (b->cfg->raft_heartbeat_interval_ms >= b->cfg->raft_election_timeout_ms) {
+        snprintf(errmsg, errmsg_len,
+                 "raft.heartbeat.interval.ms (%" PRId64 ") must be below raft.election.timeout.ms (%" PRId64 ")",
+                 b->cfg->raft_heartbeat_interval_ms, b->cfg->raft_election_timeout_ms);
+        goto err_after_tls;
+    }
     if (fr_node_start(&nc, &c->node, why, sizeof(why)) != FR_OK) {
         snprintf(errmsg, errmsg_len, "peer node: %s", why);
         goto err_after_tls;
     }
+    if (cl_mb_init(c, errmsg, errmsg_len) != 0)
+        goto err_after_node;
     uint64_t ids[FERRYD_MAX_MEMBERS];
     for (int i = 0; i < c->nmembers; i++) {
         ids[i] = cl_rid(c->members[i].id);
@@ -114,12 +132,16 @@ int ferryd_cluster_start(struct ferryd *b, struct ferryd_cluster **out, char *er
         .group_id = CONTROLLER_GROUP,
         .name = "controller",
         .fsm = {.data = c, .apply = cl_ctl_apply, .snapshot = cl_ctl_snapshot, .restore = cl_ctl_restore},
+        .election_timeout_ms = (unsigned)b->cfg->raft_election_timeout_ms,
+        .heartbeat_timeout_ms = (unsigned)b->cfg->raft_heartbeat_interval_ms,
     };
     if (fr_group_open(c->node, &gc, &c->ctl, why, sizeof(why)) != FR_OK) {
         snprintf(errmsg, errmsg_len, "controller group: %s", why);
         goto err_after_node;
     }
-    int rc = fr_group_bootstrap(c->ctl, ids, (unsigned)c->nmembers, why, sizeof(why));
+    /* A joiner (node.id not in cluster.members) starts the controller group empty: the leader adds
+     * it once it registered (membership.c). */
+    int rc = cl_mb_is_joiner(c) ? FR_OK : fr_group_bootstrap(c->ctl, ids, (unsigned)c->nmembers, why, sizeof(why));
     if ((rc != FR_OK && rc != FR_ERR_EXISTS) || fr_group_start(c->ctl, why, sizeof(why)) != FR_OK) {
         snprintf(errmsg, errmsg_len, "controller group: %s", why);
         goto err_after_node;
@@ -128,9 +150,10 @@ int ferryd_cluster_start(struct ferryd *b, struct ferryd_cluster **out, char *er
     c->tick.data = c;
     uv_timer_init(b->loop, &c->handoff_timer);
     c->handoff_timer.data = c;
+    c->next_rebalance_ms = uv_now(b->loop) + (uint64_t)b->cfg->leader_rebalance_interval_ms;
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
-    LOG_INFO("cluster %" PRId64 ": node %" PRId64 " of %d, peer port %d", b->cfg->cluster_id, c->self, c->nmembers,
-             fr_node_port(c->node));
+    LOG_INFO("cluster %" PRId64 ": node %" PRId64 " %s %d initial member(s), peer port %d", b->cfg->cluster_id, c->self,
+             cl_mb_is_joiner(c) ? "joining" : "one of", c->nmembers, fr_node_port(c->node));
     *out = c;
     return 0;
 
@@ -190,6 +213,7 @@ void ferryd_cluster_stop(struct ferryd_cluster *c, void (*cb)(void *arg), void *
     c->stop_cb = cb;
     c->stop_arg = arg;
     c->handoff_cb = NULL; /* a hand-off still running is abandoned */
+    cl_mb_stop(c);        /* producer id waiters fail now */
     for (unsigned i = 0; i < c->ntopics; i++)
         for (int32_t k = 0; k < c->topics[i]->np; k++)
             if (c->topics[i]->parts[k] != NULL)
@@ -253,17 +277,125 @@ void ferryd_cluster_handoff(struct ferryd_cluster *c, void (*cb)(void *arg), voi
     uv_timer_start(&c->handoff_timer, on_handoff_timeout, HANDOFF_MAX_MS, 0);
 }
 
-/* ================================ queries ================================ */
+/* ================================ preferred-leader balancer ================================ */
 
-int64_t ferryd_cluster_producer_id(const struct ferryd_cluster *c, int64_t local)
+/*
+ * The first replica of a partition is its preferred leader (placement rotates it across brokers).
+ * Every leader.rebalance.interval.ms a broker looks at the partitions it leads whose preferred
+ * replica is another broker, a voter of the group, and hands each back with fr_group_transfer, at
+ * most REBALANCE_MAX_TRANSFERS at a time (the rest on the following ticks).
+ *
+ * Live and caught up: ferry_raft.h does not expose per-follower progress, so a pass runs only while
+ * this broker's peer connections to every other member are up (a dead broker's connection is
+ * closed), and Raft's transfer itself first brings the target's log up to date (it gives up after
+ * an election timeout: FR_ERR_BUSY). A replica still refilling its segments (catch-up) hands a
+ * leadership it gets straight back; both cases back the partition off: interval << failures.
+ */
+static void rebalance_backoff(struct ferryd_cluster *c, struct cl_part *cp, uint64_t now)
 {
-    int slot = 0;
-    while (slot < c->nmembers && c->members[slot].id != c->self)
-        slot++;
-    assert(slot < c->nmembers); /* config validation: node.id is a member */
-    assert(local >= 0 && local < INT64_MAX / FERRYD_MAX_MEMBERS);
-    return local * FERRYD_MAX_MEMBERS + slot;
+    if (cp->rebalance_failures < REBALANCE_MAX_BACKOFF_SHIFT)
+        cp->rebalance_failures++;
+    cp->rebalance_after_ms = now + ((uint64_t)c->b->cfg->leader_rebalance_interval_ms << cp->rebalance_failures);
 }
+
+static void on_rebalanced(void *arg, int status)
+{
+    struct cl_part *cp = arg;
+    struct ferryd_cluster *c = cp->c;
+    uint64_t now = uv_now(c->b->loop);
+    assert(c->rebalances > 0 && cp->rebalancing);
+    c->rebalances--;
+    cp->rebalancing = 0;
+    if (status == FR_OK) {
+        cp->rebalanced_ms = now;
+        LOG_INFO("partition %s: leadership handed back to its preferred replica", cp->label);
+    } else if (status != FR_ERR_SHUTDOWN) {
+        rebalance_backoff(c, cp, now);
+        LOG_INFO("partition %s: leadership transfer to the preferred replica failed (%s); next try in %" PRIu64
+                 " ms",
+                 cp->label, fr_strerror(status), cp->rebalance_after_ms - now);
+    }
+}
+
+static int all_peers_up(const struct ferryd_cluster *c)
+{
+    struct fr_node_stats st;
+    fr_node_stats(c->node, &st);
+    return (int)st.peers_up + 1 >= c->nmembers;
+}
+
+static int is_voter(const struct cl_part *cp, int64_t broker)
+{
+    uint64_t ids[16];
+    unsigned voters = 0;
+    unsigned n = fr_group_members(cp->g, ids, 16, &voters);
+    if (voters != n) /* a membership change is under way: leave the group alone */
+        return 0;
+    for (unsigned i = 0; i < n && i < 16; i++)
+        if (ids[i] == cl_rid(broker))
+            return 1;
+    return 0;
+}
+
+/* Considers cp (led here) for a transfer to preferred. Returns 1 when a transfer started. */
+static int rebalance_one(struct ferryd_cluster *c, struct cl_part *cp, int64_t preferred, uint64_t now)
+{
+    char msg[256];
+    uint64_t interval = (uint64_t)c->b->cfg->leader_rebalance_interval_ms;
+    if (cp->rebalanced_ms != 0) {
+        /* Led here again although a transfer succeeded: recently = the preferred replica gave it back. */
+        if (now - cp->rebalanced_ms < 2 * interval)
+            rebalance_backoff(c, cp, now);
+        else
+            cp->rebalance_failures = 0;
+        cp->rebalanced_ms = 0;
+    }
+    if (now < cp->rebalance_after_ms || !is_voter(cp, preferred))
+        return 0;
+    int rc = fr_group_transfer(cp->g, cl_rid(preferred), on_rebalanced, cp, msg, sizeof(msg));
+    if (rc != FR_OK) {
+        rebalance_backoff(c, cp, now);
+        LOG_DEBUG("partition %s: transfer to broker %" PRId64 " refused: %s", cp->label, preferred, msg);
+        return 0;
+    }
+    LOG_INFO("partition %s: handing leadership to its preferred replica, broker %" PRId64, cp->label, preferred);
+    cp->rebalancing = 1;
+    c->rebalances++;
+    return 1;
+}
+
+static void rebalance_tick(struct ferryd_cluster *c)
+{
+    const struct ferryd_config *cfg = c->b->cfg;
+    uint64_t now = uv_now(c->b->loop);
+    if (!cfg->leader_rebalance_enable)
+        return;
+    if (!c->rebalance_pass) {
+        if (now < c->next_rebalance_ms)
+            return;
+        c->next_rebalance_ms = now + (uint64_t)cfg->leader_rebalance_interval_ms;
+        c->rebalance_pass = 1;
+    }
+    if (!all_peers_up(c)) {
+        c->rebalance_pass = 0; /* a member is down (or its link is): wait for the next interval */
+        return;
+    }
+    for (unsigned i = 0; i < c->ntopics; i++) {
+        struct cl_topic *t = c->topics[i];
+        for (int32_t k = 0; k < t->np; k++) {
+            struct cl_part *cp = t->parts[k];
+            int64_t preferred = t->replicas[(size_t)k * (size_t)t->rf];
+            if (cp == NULL || cp->rebalancing || cp->catching_up || preferred == c->self || !fr_group_is_leader(cp->g))
+                continue;
+            if (c->rebalances >= REBALANCE_MAX_TRANSFERS)
+                return; /* the pass goes on at the next tick */
+            rebalance_one(c, cp, preferred, now);
+        }
+    }
+    c->rebalance_pass = 0;
+}
+
+/* ================================ queries ================================ */
 
 int64_t ferryd_cluster_controller_id(const struct ferryd_cluster *c)
 {
@@ -330,6 +462,22 @@ int ferryd_cluster_check_leader(const struct ferryd_cluster *c, struct ferryd_pa
     return FERRY_ERR_NOT_LEADER;
 }
 
+int ferryd_cluster_check_absent(const struct ferryd_cluster *c, const char *topic, size_t len, int64_t partition,
+                                int64_t *leader_id, char *msg, size_t msg_len)
+{
+    const int64_t *replicas;
+    int rf;
+    *leader_id = -1;
+    if (c == NULL || partition < 0 || partition > INT32_MAX ||
+        ferryd_cluster_partition(c, topic, len, (int32_t)partition, leader_id, &replicas, &rf) != 0) {
+        snprintf(msg, msg_len, "no such topic or partition");
+        return FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    snprintf(msg, msg_len, "broker %" PRId64 " is not a replica of %.*s/%" PRId64 "; leader_id=%" PRId64, c->self,
+             (int)len, topic, partition, *leader_id);
+    return FERRY_ERR_NOT_LEADER;
+}
+
 /* ================================ proposals ================================ */
 
 struct pending {
@@ -354,6 +502,11 @@ static void on_proposed(void *arg, int status, uint64_t index, void *result)
     } else {
         v = cl_dec(result);
         msg[0] = '\0';
+        if (pd->produce_cb != NULL && v < 0) { /* a partition's apply refused it with error -v */
+            err = (int)-v;
+            snprintf(msg, sizeof(msg), "refused when applied (error %d; the leader's log says why)", err);
+            v = -1;
+        }
     }
     if (pd->produce_cb != NULL) {
         pd->produce_cb(pd->arg, err, v, msg);

@@ -35,12 +35,17 @@ int ferryd_cluster_peer_port(const struct ferryd_cluster *c);
 void ferryd_cluster_handoff(struct ferryd_cluster *c, void (*cb)(void *arg), void *arg);
 
 /*
- * A producer id unique in the whole cluster from one this broker allocated locally (producer_ids.h
- * is per broker): local * FERRYD_MAX_MEMBERS + this broker's position in cluster.members. Without
- * it two brokers hand out the same id, and one producer's batches would be taken for the other's
- * duplicates.
+ * A producer id unique in the whole cluster, even after a broker's data dir is wiped
+ * (membership.c): taken from a block of ids this broker obtained from the controller (a replicated
+ * counter). Returns 0 with *id set when the current block has one; FERRYD_PID_PENDING when a block
+ * must be fetched first: cb(arg, error, id, msg) then runs exactly once, later (error 0 with the
+ * id, or BROKER_NOT_AVAILABLE when no block came within 10 s or the broker stops); or another
+ * error code with msg (cb never runs).
  */
-int64_t ferryd_cluster_producer_id(const struct ferryd_cluster *c, int64_t local);
+#define FERRYD_PID_PENDING (-1)
+typedef void (*ferryd_cluster_pid_cb)(void *arg, int error, int64_t id, const char *msg);
+int ferryd_cluster_next_producer_id(struct ferryd_cluster *c, int64_t *id, ferryd_cluster_pid_cb cb, void *arg,
+                                    char *msg, size_t msg_len);
 
 /* ---- metadata (answered from the replicated state on every broker) ---- */
 /* Broker id of the controller leader as known here, -1 when unknown. */
@@ -65,6 +70,16 @@ int ferryd_cluster_partition(const struct ferryd_cluster *c, const char *topic, 
  */
 int ferryd_cluster_check_leader(const struct ferryd_cluster *c, struct ferryd_partition *p, int64_t *leader_id,
                                 char *msg, size_t msg_len);
+
+/*
+ * For a handler that found no local log for `partition` of `topic` (c = the broker's cluster, NULL
+ * standalone): when the controller knows the partition (this broker does not replicate it),
+ * FERRY_ERR_NOT_LEADER with *leader_id = the leader as known here (the preferred replica when this
+ * broker is not in the group: usually right, and otherwise that replica names the real one) and msg;
+ * else FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION with msg.
+ */
+int ferryd_cluster_check_absent(const struct ferryd_cluster *c, const char *topic, size_t len, int64_t partition,
+                                int64_t *leader_id, char *msg, size_t msg_len);
 
 /*
  * Proposes one validated batch to p's group (p must be replicated; leader only). cb(arg, error,
@@ -97,6 +112,15 @@ typedef void (*ferryd_cluster_done_cb)(void *arg, int error, const char *msg);
 int ferryd_cluster_create_topic(struct ferryd_cluster *c, const char *name, size_t len, int64_t partitions,
                                 int64_t rf, const struct ferryd_topic_config *tc, ferryd_cluster_done_cb cb, void *arg,
                                 char *msg, size_t msg_len);
+/*
+ * ferryd_cluster_create_topic with a request token (token_len 0 = none). When the topic already
+ * exists with this token (an earlier attempt committed), returns 0 with *done = 1 and cb never runs;
+ * otherwise *done = 0 and the contract above holds.
+ */
+int ferryd_cluster_create_topic_token(struct ferryd_cluster *c, const char *name, size_t len, int64_t partitions,
+                                      int64_t rf, const struct ferryd_topic_config *tc, const char *token,
+                                      size_t token_len, int *done, ferryd_cluster_done_cb cb, void *arg, char *msg,
+                                      size_t msg_len);
 int ferryd_cluster_delete_topic(struct ferryd_cluster *c, const char *name, size_t len, ferryd_cluster_done_cb cb,
                                 void *arg, char *msg, size_t msg_len);
 

@@ -1,5 +1,6 @@
 /* controller.c: the controller state machine (brokers, topics, placement), broker registration, and which
  * partition groups this broker opens. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,28 @@ struct cl_topic *cl_find_topic(const struct ferryd_cluster *c, const char *name,
     return NULL;
 }
 
-/* Opens the groups of t's partitions this broker replicates, creating the local logs first. */
+static int is_replica(const struct cl_topic *t, int32_t i, int64_t broker)
+{
+    const int64_t *reps = &t->replicas[(size_t)i * (size_t)t->rf];
+    for (int k = 0; k < t->rf; k++)
+        if (reps[k] == broker)
+            return 1;
+    return 0;
+}
+
+/*
+ * Registers t in the local topic registry with a log for each partition this broker replicates
+ * (only those: the others are answered from the controller state), then opens their groups.
+ */
 static void ensure_local(struct ferryd_cluster *c, struct cl_topic *t)
 {
     char msg[512];
+    uint8_t local[FERRY_MAX_PARTITIONS_PER_TOPIC];
     size_t nlen = strlen(t->name);
-    int rc = ferryd_topics_create(c->b->topics, t->name, nlen, t->np, &t->tc, msg, sizeof(msg));
+    assert(t->np >= 1 && t->np <= FERRY_MAX_PARTITIONS_PER_TOPIC);
+    for (int32_t i = 0; i < t->np; i++)
+        local[i] = (uint8_t)is_replica(t, i, c->self);
+    int rc = ferryd_topics_create_local(c->b->topics, t->name, nlen, t->np, &t->tc, local, NULL, 0, msg, sizeof(msg));
     if (rc != 0 && rc != FERRY_ERR_TOPIC_ALREADY_EXISTS) {
         LOG_ERROR("topic %s: creating the local logs failed: %s", t->name, msg);
         return;
@@ -31,12 +48,13 @@ static void ensure_local(struct ferryd_cluster *c, struct cl_topic *t)
     if (lt == NULL)
         return;
     for (int32_t i = 0; i < t->np; i++) {
-        const int64_t *reps = &t->replicas[(size_t)i * (size_t)t->rf];
-        int mine = 0;
-        for (int k = 0; k < t->rf; k++)
-            mine |= reps[k] == c->self;
-        if (mine && t->parts[i] == NULL)
-            cl_part_open(c, t, i, lt);
+        if (!local[i] || t->parts[i] != NULL)
+            continue;
+        if (ferryd_topic_partition(lt, i) == NULL) {
+            LOG_ERROR("topic %s: partition %d has no local log (registered before as a non-replica?)", t->name, i);
+            continue;
+        }
+        cl_part_open(c, t, i, lt);
     }
 }
 
@@ -67,9 +85,15 @@ static void drop_local(struct ferryd_cluster *c, struct cl_topic *t)
 
 /*
  * Commands (msgpack maps):
- *   {"op": "register", "id": int, "host": str, "port": int}
+ *   {"op": "register", "id": int, "host": str, "port": int, "peer_host": str?, "peer_port": int?}
+ *                                     the peer address (membership.c) points every broker's peer
+ *                                     table at the broker; entries without it keep the config's
+ *   {"op": "pids", "count": int}      a block of producer ids [next_pid, next_pid + count): the
+ *                                     result is the block's base (membership.c)
  *   {"op": "create", "name": str, "partitions": int, "rf": int, "replicas": [[int]...],
- *    "configs": {key: int}}           group ids are assigned at apply from next_gid
+ *    "configs": {key: int}, "token": str?}   group ids are assigned at apply from next_gid; the
+ *                                     token stays with the topic (snapshots too): a create of an
+ *                                     existing topic with its token is a success, not a conflict
  *   {"op": "delete", "name": str}
  * The result of create/delete is an error code (0 = done).
  */
@@ -86,7 +110,8 @@ static int apply_register(struct ferryd_cluster *c, const msgpack_object *m)
     unsigned i = 0;
     while (i < c->nbrokers && c->brokers[i].id != id)
         i++;
-    if (i == c->nbrokers) {
+    int is_new = i == c->nbrokers;
+    if (is_new) {
         if (c->nbrokers == FERRYD_MAX_MEMBERS)
             return FERRY_ERR_LIMIT_EXCEEDED;
         /* keep sorted by id: placement depends on the order */
@@ -100,7 +125,9 @@ static int apply_register(struct ferryd_cluster *c, const msgpack_object *m)
     memcpy(c->brokers[i].host, host, hl);
     c->brokers[i].host[hl] = '\0';
     c->brokers[i].port = (int)port;
-    LOG_INFO("cluster: broker %" PRId64 " at %s:%d", id, c->brokers[i].host, (int)port);
+    cl_mb_apply_peer(c, &c->brokers[i], is_new, m); /* membership.c: peer address, peer table */
+    LOG_INFO("cluster: broker %" PRId64 " at %s:%d (peer %s:%d)", id, c->brokers[i].host, (int)port,
+             c->brokers[i].peer_port ? c->brokers[i].peer_host : "from config", c->brokers[i].peer_port);
     return 0;
 }
 
@@ -115,7 +142,10 @@ static int parse_topic(struct ferryd_cluster *c, const msgpack_object *m, struct
     const msgpack_object_array *reps = ferry_mp_array(&rd, m, "replicas", 1);
     const msgpack_object_array *gids = ferry_mp_array(&rd, m, "gids", 0);
     const msgpack_object *configs = ferry_mp_map(&rd, m, "configs", 0);
-    if (rd.err || nl > FERRY_MAX_TOPIC_NAME || reps->size != (uint32_t)np || (gids && gids->size != (uint32_t)np))
+    size_t tl = 0;
+    const char *token = ferry_mp_str(&rd, m, "token", &tl, 0);
+    if (rd.err || nl > FERRY_MAX_TOPIC_NAME || reps->size != (uint32_t)np || (gids && gids->size != (uint32_t)np) ||
+        tl > FERRYD_MAX_REQUEST_TOKEN)
         return FERRY_ERR_INVALID_REQUEST;
     struct cl_topic *t = calloc(1, sizeof(*t));
     if (t == NULL || (t->replicas = calloc((size_t)(np * rf), sizeof(int64_t))) == NULL ||
@@ -125,6 +155,8 @@ static int parse_topic(struct ferryd_cluster *c, const msgpack_object *m, struct
         return FERRY_ERR_UNKNOWN;
     }
     memcpy(t->name, name, nl);
+    if (token != NULL)
+        memcpy(t->token, token, tl);
     t->np = (int32_t)np;
     t->rf = (int32_t)rf;
     for (uint32_t i = 0; i < reps->size; i++) {
@@ -184,8 +216,15 @@ static int apply_create(struct ferryd_cluster *c, const msgpack_object *m)
     const char *name = ferry_mp_str(&rd, m, "name", &nl, 1);
     if (rd.err)
         return FERRY_ERR_INVALID_REQUEST;
-    if (cl_find_topic(c, name, nl) != NULL)
+    const struct cl_topic *have = cl_find_topic(c, name, nl);
+    if (have != NULL) {
+        /* A retry of the create that made it (same token): success, nothing changes. */
+        size_t tl = 0;
+        const char *token = ferry_mp_str(&rd, m, "token", &tl, 0);
+        if (!rd.err && token != NULL && tl > 0 && strlen(have->token) == tl && memcmp(have->token, token, tl) == 0)
+            return 0;
         return FERRY_ERR_TOPIC_ALREADY_EXISTS;
+    }
     struct cl_topic *t;
     int rc = parse_topic(c, m, &t);
     if (rc != 0)
@@ -224,6 +263,8 @@ int cl_ctl_apply(void *data, uint64_t index, const uint8_t *buf, size_t len, voi
     msgpack_unpacked u;
     size_t off = 0;
     int rc = FERRY_ERR_INVALID_REQUEST;
+    int is_pids = 0;
+    int64_t pids_base = -1;
     msgpack_unpacked_init(&u);
     if (msgpack_unpack_next(&u, (const char *)buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
         u.data.type == MSGPACK_OBJECT_MAP) {
@@ -238,11 +279,14 @@ int cl_ctl_apply(void *data, uint64_t index, const uint8_t *buf, size_t len, voi
             rc = apply_create(c, &u.data);
         else if (ol == 6 && memcmp(op, "delete", 6) == 0)
             rc = apply_delete(c, &u.data);
+        else if ((is_pids = ol == 4 && memcmp(op, "pids", 4) == 0))
+            rc = cl_mb_apply_pids(c, &u.data, &pids_base); /* membership.c */
     }
     msgpack_unpacked_destroy(&u);
     if (rc == FERRY_ERR_INVALID_REQUEST)
         LOG_ERROR("cluster: controller entry %" PRIu64 " is malformed (skipped on every broker)", index);
-    *result = cl_enc(rc);
+    /* pids: the block's base (>= 0), or minus the error code. */
+    *result = is_pids ? cl_enc(rc == 0 ? pids_base : -rc) : cl_enc(rc);
     return 0;
 }
 
@@ -251,7 +295,7 @@ static void pack_topic(msgpack_packer *pk, const struct cl_topic *t, int with_gi
     unsigned nconf = 0;
     for (int k = 0; k < FERRYD_TOPIC_CONFIG_COUNT; k++)
         nconf += t->tc.set[k] ? 1u : 0u;
-    msgpack_pack_map(pk, with_gids ? 6 : 5);
+    msgpack_pack_map(pk, 5u + (with_gids ? 1u : 0u) + (t->token[0] != '\0' ? 1u : 0u));
     ferry_pack_key(pk, "name");
     ferry_pack_str(pk, t->name);
     ferry_pack_key(pk, "partitions");
@@ -273,6 +317,10 @@ static void pack_topic(msgpack_packer *pk, const struct cl_topic *t, int with_gi
         ferry_pack_key(pk, ferryd_topic_config_keys[k]);
         msgpack_pack_int64(pk, t->tc.value[k]);
     }
+    if (t->token[0] != '\0') {
+        ferry_pack_key(pk, "token");
+        ferry_pack_str(pk, t->token);
+    }
     if (with_gids) {
         ferry_pack_key(pk, "gids");
         msgpack_pack_array(pk, (uint32_t)t->np);
@@ -281,7 +329,8 @@ static void pack_topic(msgpack_packer *pk, const struct cl_topic *t, int with_gi
     }
 }
 
-/* Snapshot: {"next_gid": int, "brokers": [{"id", "host", "port"}], "topics": [topic with gids]}. */
+/* Snapshot: {"next_gid": int, "brokers": [{"id", "host", "port", "peer_host", "peer_port"}], "topics": [topic
+ * with gids], "next_pid": int}. */
 int cl_ctl_snapshot(void *data, uint8_t **buf, size_t *len)
 {
     struct ferryd_cluster *c = data;
@@ -289,19 +338,25 @@ int cl_ctl_snapshot(void *data, uint8_t **buf, size_t *len)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 4);
+    ferry_pack_key(&pk, "next_pid");
+    msgpack_pack_int64(&pk, c->next_pid);
     ferry_pack_key(&pk, "next_gid");
     msgpack_pack_uint64(&pk, c->next_gid);
     ferry_pack_key(&pk, "brokers");
     msgpack_pack_array(&pk, c->nbrokers);
     for (unsigned i = 0; i < c->nbrokers; i++) {
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, 5);
         ferry_pack_key(&pk, "id");
         msgpack_pack_int64(&pk, c->brokers[i].id);
         ferry_pack_key(&pk, "host");
         ferry_pack_str(&pk, c->brokers[i].host);
         ferry_pack_key(&pk, "port");
         msgpack_pack_int(&pk, c->brokers[i].port);
+        ferry_pack_key(&pk, "peer_host");
+        ferry_pack_str(&pk, c->brokers[i].peer_host);
+        ferry_pack_key(&pk, "peer_port");
+        msgpack_pack_int(&pk, c->brokers[i].peer_port);
     }
     ferry_pack_key(&pk, "topics");
     msgpack_pack_array(&pk, c->ntopics);
@@ -326,6 +381,7 @@ int cl_ctl_restore(void *data, uint64_t index, const uint8_t *buf, size_t len)
         goto out;
     struct ferry_mp_reader rd = {0};
     int64_t next = ferry_mp_int(&rd, &u.data, "next_gid", FIRST_PARTITION_GROUP, 1);
+    int64_t next_pid = ferry_mp_int_range(&rd, &u.data, "next_pid", 0, 0, 0, INT64_MAX); /* absent: older */
     const msgpack_object_array *brokers = ferry_mp_array(&rd, &u.data, "brokers", 1);
     const msgpack_object_array *topics = ferry_mp_array(&rd, &u.data, "topics", 1);
     if (rd.err)
@@ -335,6 +391,7 @@ int cl_ctl_restore(void *data, uint64_t index, const uint8_t *buf, size_t len)
         if (brokers->ptr[i].type == MSGPACK_OBJECT_MAP)
             apply_register(c, &brokers->ptr[i]);
     c->next_gid = (uint64_t)next;
+    c->next_pid = next_pid;
     for (uint32_t i = 0; i < topics->size; i++) {
         struct cl_topic *t;
         size_t nl;
@@ -363,64 +420,11 @@ const struct cl_broker *cl_find_broker(const struct ferryd_cluster *c, int64_t i
     return NULL;
 }
 
-static void on_registered(void *arg, int status, uint64_t index, void *result)
-{
-    struct ferryd_cluster *c = arg;
-    (void)index;
-    (void)result;
-    c->reg_in_flight = 0;
-    if (status != FR_OK)
-        LOG_DEBUG("cluster: registration not committed: %s", fr_strerror(status));
-}
-
-static void on_handoff(void *arg, int status)
-{
-    (void)arg;
-    (void)status;
-}
-
-/*
- * Registration: only the controller leader can propose, so the leader registers its own client
- * address; when a member is still unregistered it hands leadership to it (at most every
- * HANDOFF_EVERY_MS), and that member registers itself in turn. No extra RPC is needed.
- */
+/* Registration (every broker asks the controller leader; the leader adds joiners to the controller
+ * group) and producer id blocks live in membership.c. */
 void cl_ctl_tick(struct ferryd_cluster *c)
 {
-    struct ferryd *b = c->b;
-    char msg[256];
-    if (c->ctl == NULL || !fr_group_is_leader(c->ctl) || c->reg_in_flight)
-        return;
-    const struct cl_broker *me = cl_find_broker(c, c->self);
-    if (me == NULL || me->port != b->advertised_port || strcmp(me->host, b->advertised_host) != 0) {
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 4);
-        ferry_pack_key(&pk, "op");
-        ferry_pack_str(&pk, "register");
-        ferry_pack_key(&pk, "id");
-        msgpack_pack_int64(&pk, c->self);
-        ferry_pack_key(&pk, "host");
-        ferry_pack_str(&pk, b->advertised_host);
-        ferry_pack_key(&pk, "port");
-        msgpack_pack_int(&pk, b->advertised_port);
-        if (fr_group_propose(c->ctl, sb.data, sb.size, on_registered, c, msg, sizeof(msg)) == FR_OK)
-            c->reg_in_flight = 1;
-        msgpack_sbuffer_destroy(&sb);
-        return;
-    }
-    uint64_t now = uv_now(b->loop);
-    if (now - c->last_handoff_ms < HANDOFF_EVERY_MS)
-        return;
-    for (int i = 0; i < c->nmembers; i++) {
-        if (cl_find_broker(c, c->members[i].id) != NULL)
-            continue;
-        c->last_handoff_ms = now;
-        LOG_INFO("cluster: handing controller leadership to unregistered broker %" PRId64, c->members[i].id);
-        fr_group_transfer(c->ctl, cl_rid(c->members[i].id), on_handoff, c, msg, sizeof(msg));
-        return;
-    }
+    cl_mb_tick(c);
 }
 
 static int ctl_propose(struct ferryd_cluster *c, msgpack_sbuffer *sb, ferryd_cluster_done_cb cb, void *arg, char *msg,
@@ -444,10 +448,30 @@ int ferryd_cluster_create_topic(struct ferryd_cluster *c, const char *name, size
                                 int64_t rf, const struct ferryd_topic_config *tc, ferryd_cluster_done_cb cb, void *arg,
                                 char *msg, size_t msg_len)
 {
+    int done = 0;
+    return ferryd_cluster_create_topic_token(c, name, len, partitions, rf, tc, NULL, 0, &done, cb, arg, msg, msg_len);
+}
+
+int ferryd_cluster_create_topic_token(struct ferryd_cluster *c, const char *name, size_t len, int64_t partitions,
+                                      int64_t rf, const struct ferryd_topic_config *tc, const char *token,
+                                      size_t token_len, int *done, ferryd_cluster_done_cb cb, void *arg, char *msg,
+                                      size_t msg_len)
+{
+    *done = 0;
     int rc = not_controller(c, msg, msg_len);
     if (rc != 0)
         return rc;
-    if (cl_find_topic(c, name, len) != NULL) {
+    if (token_len > FERRYD_MAX_REQUEST_TOKEN) {
+        snprintf(msg, msg_len, "request_token longer than %d bytes", FERRYD_MAX_REQUEST_TOKEN);
+        return FERRY_ERR_INVALID_REQUEST;
+    }
+    const struct cl_topic *have = cl_find_topic(c, name, len);
+    if (have != NULL) {
+        if (token_len > 0 && strlen(have->token) == token_len && memcmp(have->token, token, token_len) == 0) {
+            *done = 1; /* an earlier attempt of this request created it */
+            msg[0] = '\0';
+            return 0;
+        }
         snprintf(msg, msg_len, "topic already exists");
         return FERRY_ERR_TOPIC_ALREADY_EXISTS;
     }
@@ -465,6 +489,8 @@ int ferryd_cluster_create_topic(struct ferryd_cluster *c, const char *name, size
     t.np = (int32_t)partitions;
     t.rf = (int32_t)rf;
     t.tc = *tc;
+    if (token_len > 0)
+        memcpy(t.token, token, token_len);
     t.replicas = calloc((size_t)(partitions * rf), sizeof(int64_t));
     if (t.replicas == NULL) {
         snprintf(msg, msg_len, "out of memory");
@@ -484,10 +510,11 @@ int ferryd_cluster_create_topic(struct ferryd_cluster *c, const char *name, size
     msgpack_packer_init(&tp, &tb, msgpack_sbuffer_write);
     pack_topic(&tp, &t, 0);
     free(t.replicas);
-    msgpack_pack_map(&pk, 6);
+    assert(tb.size > 1 && (tb.data[0] & 0xf0) == 0x80); /* a fixmap of 5 or 6 pairs */
+    msgpack_pack_map(&pk, 1u + ((uint8_t)tb.data[0] & 0x0fu));
     ferry_pack_key(&pk, "op");
     ferry_pack_str(&pk, "create");
-    msgpack_sbuffer_write(&sb, tb.data + 1, tb.size - 1); /* the topic map's five pairs (fixmap header skipped) */
+    msgpack_sbuffer_write(&sb, tb.data + 1, tb.size - 1); /* the topic map's pairs (fixmap header skipped) */
     msgpack_sbuffer_destroy(&tb);
     return ctl_propose(c, &sb, cb, arg, msg, msg_len);
 }

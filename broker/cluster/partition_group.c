@@ -10,6 +10,28 @@
 #include "proto/batch.h"
 
 /*
+ * Snapshot policy (docs/replication.md, "Storage"). The Raft library asks for a snapshot after every
+ * apply once this many entries (or raft.snapshot.threshold, if smaller) followed the last one;
+ * part_snapshot takes it only once raft.snapshot.threshold entries or raft.snapshot.bytes bytes were
+ * applied since. A snapshot costs the loop a segment fsync and the library closes its open segment
+ * for it, so snapshots are kept rare rather than frequent.
+ */
+#define SNAPSHOT_POLL_ENTRIES 64
+/* A due snapshot first waits for up to this many background syncs of the segments (thread pool), so
+ * the fsync it finally does on the loop covers only what was applied meanwhile. */
+#define SNAPSHOT_PRESYNCS 2
+
+/*
+ * Raft segment size of a partition group: raft.segment.bytes, unless this broker hosts so many
+ * partitions that their pre-allocated segments (raft_uv keeps about three per group on disk) would
+ * pass SEGMENT_BUDGET_BYTES; then smaller, but not below SEGMENT_MIN_BYTES. Big segments matter for
+ * throughput: closing one blocks the loop for tens of ms (docs/replication.md, "Storage").
+ */
+#define SEGMENT_BUDGET_BYTES ((uint64_t)3 << 30)
+#define SEGMENT_MIN_BYTES ((uint64_t)1 << 20)
+#define SEGMENTS_PER_GROUP 3
+
+/*
  * An entry replayed after a restart while the segments already hold batches past the cursor: if
  * the stored batch at the cursor is this entry (same bytes after the fields the broker rewrites:
  * base_offset, batch_length, leader_epoch), it was applied before the restart and is skipped. Any
@@ -110,10 +132,21 @@ static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len
     }
     if (cp->catching_up)
         return queue_entry(cp, index, buf, len);
+    cp->snap_entries++;
+    cp->snap_bytes += len;
     if (ferry_batch_validate(buf, len, len, &h, msg, sizeof(msg)) != 0) {
         LOG_ERROR("partition %s: committed entry %" PRIu64 " is not a batch: %s", cp->label, index, msg);
         return 0; /* deterministic on every replica: skipped everywhere */
     }
+#ifdef FERRY_BUG_SWITCHES
+    /* debug.bug=drop-entry: broker 1 silently loses every 50th committed batch (replica divergence). */
+    if (cp->c->b->cfg->debug_bug == FERRYD_BUG_DROP_ENTRY && cp->c->self == 1 && ++cp->bug_applied % 50 == 0) {
+        LOG_DEBUG("partition %s: debug.bug=drop-entry: entry %" PRIu64 " not applied", cp->label, index);
+        (void)ferryd_pstate_update(&cp->p->pstate, &h, cp->cursor); /* later batches still fit */
+        *result = cl_enc(cp->cursor);
+        return 0;
+    }
+#endif
     int64_t end = ferry_log_end_offset(cp->p->log);
     if (cp->cursor < end)
         return replay_one(cp, buf, len, &h, end, result);
@@ -134,7 +167,10 @@ static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len
         return -1;
     }
     if (rc != 0) {
+        /* Deterministic on every replica (same log, same producer state). The proposer answers with rc:
+         * an OUT_OF_ORDER_SEQUENCE after an earlier batch of the producer failed is retriable. */
         LOG_WARN("partition %s: committed batch refused at apply (error %d): %s", cp->label, rc, msg);
+        *result = cl_enc(-(int64_t)rc);
         return 0;
     }
     (void)next;
@@ -144,12 +180,30 @@ static int part_apply(void *data, uint64_t index, const uint8_t *buf, size_t len
     return 0;
 }
 
-/* Snapshot = 8-byte big-endian log end offset, taken only when the segments are durable up to it. */
+/*
+ * Snapshot = 8-byte big-endian log end offset, taken only when the segments are durable up to it.
+ * Every refusal (-1) is retried by the library after a later apply: not due yet (SNAPSHOT_POLL_ENTRIES
+ * above), a background sync of the segments running or just started (the first SNAPSHOT_PRESYNCS
+ * times), a catch-up. Then the rest is fsync'd here, on the loop: it is what was applied while the
+ * last background sync ran, so the loop pays about one fdatasync, not the whole interval's data.
+ */
 static int part_snapshot(void *data, uint8_t **buf, size_t *len)
 {
     struct cl_part *cp = data;
-    if (cp->p == NULL || cp->catching_up || cp->broken || ferryd_partition_sync_now(cp->p) != 0)
-        return -1; /* Raft tries again after a later apply */
+    const struct ferryd_config *cfg = cp->c->b->cfg;
+    if (cp->snap_entries < (uint64_t)cfg->raft_snapshot_threshold &&
+        cp->snap_bytes < (uint64_t)cfg->raft_snapshot_bytes)
+        return -1;
+    if (cp->p == NULL || cp->catching_up || cp->broken || cp->p->sync != NULL)
+        return -1;
+    if (ferry_log_durable_offset(cp->p->log) < ferry_log_end_offset(cp->p->log) &&
+        cp->presyncs < SNAPSHOT_PRESYNCS) {
+        cp->presyncs++;
+        ferryd_partition_kick(cp->p);
+        return -1;
+    }
+    if (ferryd_partition_sync_now(cp->p) != 0)
+        return -1;
     uint8_t *out = malloc(8);
     if (out == NULL)
         return -1;
@@ -158,6 +212,8 @@ static int part_snapshot(void *data, uint8_t **buf, size_t *len)
         out[i] = (uint8_t)(v >> (56 - 8 * i));
     *buf = out;
     *len = 8;
+    cp->snap_entries = cp->snap_bytes = 0;
+    cp->presyncs = 0;
     return 0;
 }
 
@@ -170,6 +226,8 @@ static int part_restore(void *data, uint64_t index, const uint8_t *buf, size_t l
     for (int i = 0; i < 8; i++)
         v = (v << 8) | buf[i];
     cp->cursor = (int64_t)v;
+    cp->snap_entries = cp->snap_bytes = 0;
+    cp->presyncs = 0;
     catchup_stop(cp); /* the new snapshot covers every queued entry */
     if (cp->p != NULL && cp->cursor > ferry_log_end_offset(cp->p->log)) {
         cp->catching_up = 1;
@@ -249,6 +307,34 @@ void cl_catchup_tick(struct ferryd_cluster *c)
                 catchup_drive(c, c->topics[i]->parts[k]);
 }
 
+/* Partition replicas this broker hosts in the controller's state, t's included. */
+static uint64_t hosted_partitions(const struct ferryd_cluster *c, const struct cl_topic *t)
+{
+    uint64_t n = 0;
+    int seen = 0;
+    for (unsigned k = 0; k <= c->ntopics; k++) {
+        const struct cl_topic *x = k < c->ntopics ? c->topics[k] : (seen ? NULL : t);
+        if (x == NULL)
+            continue;
+        seen |= x == t;
+        for (int64_t i = 0; i < (int64_t)x->np * x->rf; i++)
+            n += x->replicas[i] == c->self;
+    }
+    return n;
+}
+
+static size_t group_segment_bytes(const struct ferryd_cluster *c, const struct cl_topic *t)
+{
+    uint64_t max = (uint64_t)c->b->cfg->raft_segment_bytes;
+    uint64_t n = hosted_partitions(c, t);
+    uint64_t seg = SEGMENT_BUDGET_BYTES / (SEGMENTS_PER_GROUP * (n > 0 ? n : 1));
+    if (seg > max)
+        seg = max;
+    if (seg < SEGMENT_MIN_BYTES)
+        seg = max < SEGMENT_MIN_BYTES ? max : SEGMENT_MIN_BYTES;
+    return (size_t)(seg & ~(uint64_t)4095); /* raft_uv wants a multiple of its 4 KiB block; min is 64 KiB */
+}
+
 static void part_closed(void *arg)
 {
     cl_part_free(arg);
@@ -264,6 +350,13 @@ static void part_on_role(void *data, int is_leader, uint64_t leader_id, uint64_t
     cp->is_leader = is_leader;
     if (cp->c->role_cb != NULL)
         cp->c->role_cb(cp->c->role_arg, cp->topic, cp->idx, is_leader);
+}
+
+static void part_open_failed(void *data, int status, const char *errmsg)
+{
+    struct cl_part *cp = data;
+    LOG_ERROR("partition %s: opening its Raft group failed (%s): %s; this replica does not serve it", cp->label,
+              fr_strerror(status), errmsg);
 }
 
 void cl_part_open(struct ferryd_cluster *c, struct cl_topic *t, int32_t i, struct ferryd_topic *lt)
@@ -291,8 +384,18 @@ void cl_part_open(struct ferryd_cluster *c, struct cl_topic *t, int32_t i, struc
                 .snapshot = part_snapshot,
                 .restore = part_restore,
                 .on_role = part_on_role},
-        .snapshot_threshold = (unsigned)c->b->cfg->raft_snapshot_threshold,
+        /* part_snapshot decides; the library only asks (SNAPSHOT_POLL_ENTRIES). */
+        .snapshot_threshold = (unsigned)(c->b->cfg->raft_snapshot_threshold < SNAPSHOT_POLL_ENTRIES
+                                             ? c->b->cfg->raft_snapshot_threshold
+                                             : SNAPSHOT_POLL_ENTRIES),
         .snapshot_trailing = (unsigned)c->b->cfg->raft_snapshot_trailing,
+        .election_timeout_ms = (unsigned)c->b->cfg->raft_election_timeout_ms,
+        .heartbeat_timeout_ms = (unsigned)c->b->cfg->raft_heartbeat_interval_ms,
+        .segment_bytes = group_segment_bytes(c, t),
+        /* Opening costs ~32 ms of waiting in the library (docs/replication.md, "Scale"): one group per
+         * loop pass, so a broker with many partitions serves while they open. */
+        .defer_open = 1,
+        .on_open_failed = part_open_failed,
     };
     if (fr_group_open(c->node, &gc, &cp->g, msg, sizeof(msg)) != FR_OK) {
         LOG_ERROR("partition %s: opening its Raft group failed: %s", cp->label, msg);
@@ -304,6 +407,10 @@ void cl_part_open(struct ferryd_cluster *c, struct cl_topic *t, int32_t i, struc
         LOG_ERROR("partition %s: bootstrap failed: %s", cp->label, msg);
     if (cp->p != NULL)
         cp->p->replica = cp;
+#ifdef FERRY_BUG_SWITCHES
+    if (cp->p != NULL)
+        cp->p->bug_no_dedupe = c->b->cfg->debug_bug == FERRYD_BUG_NO_DEDUPE;
+#endif
     t->parts[i] = cp;
     if (fr_group_start(cp->g, msg, sizeof(msg)) != FR_OK)
         LOG_ERROR("partition %s: starting its Raft group failed: %s", cp->label, msg);

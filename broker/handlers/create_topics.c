@@ -22,7 +22,9 @@ static int create_one(struct ferryd *b, const msgpack_object *item, void *adm_it
     int64_t partitions = ferry_mp_int(&rd, item, "partitions", 0, 1);
     int64_t rf = ferry_mp_int(&rd, item, "replication_factor", -1, 0);
     const msgpack_object *configs = ferry_mp_map(&rd, item, "configs", 0);
-    (void)name; /* validated by the caller's first pass */
+    size_t tl = 0;
+    const char *token = ferry_mp_str(&rd, item, "request_token", &tl, 0);
+    (void)name; /* validated by the caller's first pass, and so is the token */
 
     msg[0] = '\0';
     if (partitions == -1)
@@ -49,13 +51,14 @@ static int create_one(struct ferryd *b, const msgpack_object *item, void *adm_it
     }
     if (b->cluster != NULL) {
         int rc = ferryd_topic_name_check(name, nlen, msg, msg_len);
+        int done = 0;
         if (rc == 0)
-            rc = ferryd_cluster_create_topic(b->cluster, name, nlen, partitions, rf, &tc, ferryd_admin_done, adm_item,
-                                             msg, msg_len);
-        *waiting = rc == 0;
+            rc = ferryd_cluster_create_topic_token(b->cluster, name, nlen, partitions, rf, &tc, token, tl, &done,
+                                                   ferryd_admin_done, adm_item, msg, msg_len);
+        *waiting = rc == 0 && !done;
         return rc;
     }
-    return ferryd_topics_create(b->topics, name, nlen, partitions, &tc, msg, msg_len);
+    return ferryd_topics_create_local(b->topics, name, nlen, partitions, &tc, NULL, token, tl, msg, msg_len);
 }
 
 void ferryd_handle_create_topics(struct ferryd_req *req, const msgpack_object *body)
@@ -77,6 +80,13 @@ void ferryd_handle_create_topics(struct ferryd_req *req, const msgpack_object *b
         ferry_mp_int(&rd, item, "partitions", 0, 1);
         ferry_mp_int(&rd, item, "replication_factor", -1, 0);
         ferry_mp_map(&rd, item, "configs", 0);
+        size_t tl = 0;
+        ferry_mp_str(&rd, item, "request_token", &tl, 0);
+        if (!rd.err && tl > FERRYD_MAX_REQUEST_TOKEN) {
+            ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "topics[%u].request_token: longer than %d bytes", i,
+                             FERRYD_MAX_REQUEST_TOKEN);
+            return;
+        }
     }
     if (rd.err) {
         ferryd_req_error(req, FERRY_ERR_INVALID_REQUEST, "%s", rd.errmsg);

@@ -109,9 +109,13 @@ static size_t read_all(struct fetch_state *st, int *any_error)
             struct fetch_part *fp = &t->parts[k];
             struct ferryd_partition *p = topic ? ferryd_topic_partition(topic, fp->partition) : NULL;
             fp->high_watermark = fp->log_start_offset = -1;
-            if (p == NULL) {
+            if (p == NULL) { /* in a cluster: NOT_LEADER when the partition lives on other brokers */
+                int64_t leader;
                 fp->error = FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 snprintf(fp->errmsg, sizeof(fp->errmsg), topic ? "no such partition" : "no such topic");
+                if (topic != NULL)
+                    fp->error = ferryd_cluster_check_absent(st->b->cluster, topic->name, strlen(topic->name),
+                                                            fp->partition, &leader, fp->errmsg, sizeof(fp->errmsg));
                 *any_error = 1;
                 continue;
             }

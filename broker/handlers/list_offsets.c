@@ -14,8 +14,11 @@ static int lookup(const struct ferryd *b, struct ferryd_topic *topic, int64_t pa
 {
     int64_t leader;
     struct ferryd_partition *p = topic ? ferryd_topic_partition(topic, partition) : NULL;
-    if (p == NULL) {
-        snprintf(msg, msg_len, topic ? "no such partition" : "no such topic");
+    if (p == NULL) { /* in a cluster: NOT_LEADER when the partition lives on other brokers */
+        if (topic != NULL)
+            return ferryd_cluster_check_absent(b->cluster, topic->name, strlen(topic->name), partition, &leader, msg,
+                                               msg_len);
+        snprintf(msg, msg_len, "no such topic");
         return FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION;
     }
     int nl = ferryd_cluster_check_leader(b->cluster, p, &leader, msg, msg_len);

@@ -141,18 +141,33 @@ static void produce_replicated(struct ferryd *b, struct produce_state *st, struc
 {
     char msg[FERRY_MAX_ERROR_MESSAGE];
     struct ferry_batch_header h;
+#ifdef FERRY_BUG_SWITCHES
+    /* debug.bug=ack-before-commit: answered once proposed, with a guessed offset (loses acked writes
+     * when the leader dies before the commit). */
+    const int early = st->acks != 0 && b->cfg->debug_bug == FERRYD_BUG_ACK_BEFORE_COMMIT;
+#else
+    const int early = 0;
+#endif
     int rc = ferry_batch_validate(batch, len, (size_t)b->cfg->batch_max_bytes, &h, msg, sizeof(msg));
     if (rc == 0)
         rc = ferry_batch_check_records(batch, len, &h, msg, sizeof(msg));
     if (rc == 0)
-        rc = ferryd_cluster_produce(p, batch, len, st->acks == 0 ? on_committed_acks0 : on_committed,
-                                    st->acks == 0 ? NULL : pp, msg, sizeof(msg));
+        rc = ferryd_cluster_produce(p, batch, len, st->acks == 0 || early ? on_committed_acks0 : on_committed,
+                                    st->acks == 0 || early ? NULL : pp, msg, sizeof(msg));
     if (rc != 0) {
         LOG_DEBUG("produce to %s refused (error %d): %s", p->label, rc, msg);
         part_fail(pp, rc, msg);
         return;
     }
-    if (st->acks != 0)
+#ifdef FERRY_BUG_SWITCHES
+    if (early) {
+        int64_t end = ferry_log_end_offset(p->log);
+        pp->base_offset = p->bug_next_offset > end ? p->bug_next_offset : end;
+        p->bug_next_offset = pp->base_offset + (int64_t)h.record_count;
+        return;
+    }
+#endif
+    if (st->acks != 0 && !early)
         st->pending++;
 }
 
@@ -170,8 +185,10 @@ static void produce_one(struct ferryd *b, struct produce_state *st, struct ferry
         return;
     }
     struct ferryd_partition *p = ferryd_topic_partition(topic, pp->partition);
-    if (p == NULL) {
-        part_fail(pp, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "no such partition");
+    if (p == NULL) { /* in a cluster: NOT_LEADER when the partition lives on other brokers */
+        rc = ferryd_cluster_check_absent(b->cluster, topic->name, strlen(topic->name), pp->partition, &pp->leader_id,
+                                         msg, sizeof(msg));
+        part_fail(pp, rc, msg);
         return;
     }
     pp->log_start_offset = ferry_log_start_offset(p->log);

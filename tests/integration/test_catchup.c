@@ -1,5 +1,6 @@
 /* test_catchup.c: a replica restored from a Raft snapshot refills its segments from the leader; logs end byte-identical. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -213,4 +214,120 @@ Test(catchup, replica_down_during_bulk_write_catches_up)
     wait_converged(leader);
     FT_ASSERT(logged_catchup(f), "broker %d fetched the missing segments from the leader (its log says so)", f);
     stop_and_compare((int64_t)(100 + n));
+}
+
+/* Start and end offsets of broker i's (stopped) log and its batches from `from` to the end. */
+static uint8_t *read_from(int i, int64_t *start, int64_t *end, int64_t from, size_t *len)
+{
+    char dir[1024];
+    struct ferry_log_config lc = {.segment_bytes = 1 << 30, .segment_ms = INT64_MAX / 4, .retention_ms = -1,
+                                  .retention_bytes = -1, .index_interval_bytes = 4096};
+    struct ferry_log *log = NULL;
+    uint8_t *out = NULL;
+    *len = 0;
+    snprintf(dir, sizeof(dir), "%s/topics/%s-0", C.b[i].data_dir, TOPIC);
+    FT_ASSERT_EQ(ferry_log_open(dir, &lc, &log, E, sizeof(E)), 0, "open broker %d's log: %s", i, E);
+    *start = ferry_log_start_offset(log);
+    *end = ferry_log_end_offset(log);
+    if (from >= 0 && from < *end)
+        FT_ASSERT_EQ(ferry_log_read(log, from, *end, (size_t)1 << 30, &out, len, E, sizeof(E)), 0,
+                     "read broker %d from %" PRId64 ": %s", i, from, E);
+    ferry_log_close(log);
+    return out;
+}
+
+/* 1 if one of the segment files of broker i's partition contains the bytes of s. */
+static int segments_hold(int i, const char *s)
+{
+    char dir[1024], path[1400];
+    int found = 0;
+    snprintf(dir, sizeof(dir), "%s/topics/%s-0", C.b[i].data_dir, TOPIC);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 5 || strcmp(de->d_name + nl - 4, ".log") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        size_t len = 0;
+        char *text = ft_read_file(path, &len);
+        found = text != NULL && memmem(text, len, s, strlen(s)) != NULL;
+        free(text);
+    }
+    closedir(d);
+    return found;
+}
+
+static int log_says(int i, const char *what)
+{
+    size_t len = 0;
+    char *text = ft_read_file(C.b[i].log_path, &len);
+    int found = text != NULL && strstr(text, what) != NULL;
+    free(text);
+    return found;
+}
+
+Test(catchup, leader_retention_past_the_replica_restarts_its_log_at_the_leader_start)
+{
+    /* Small segments and a byte limit: the leader's log start moves up while a follower is away. */
+    struct ft_broker_opts o = {.security = FT_PLAINTEXT,
+                               .extra = RAFT_EXTRA "retention.check.interval.ms = 100\n"};
+    FT_ASSERT(ft_cluster_start(&C, 3, &o, E, sizeof(E)) == 0, "%s", E);
+    ferry_client_t *adm = ft_cluster_client(&C, FERRY_ADMIN, NULL, E, sizeof(E));
+    FT_ASSERT(adm != NULL, "%s", E);
+    const char *keys[] = {"segment.bytes", "retention.bytes"}, *values[] = {"4096", "16384"};
+    FT_ASSERT_ERR(ferry_admin_create_topic(adm, TOPIC, 1, 3, keys, values, 2, ft_ms(TIMEOUT_MS), E, sizeof(E)),
+                  FERRY_ERR_NONE, "create: %s", E);
+    ferry_client_destroy(adm);
+    FT_ASSERT(ft_cluster_leader(&C, TOPIC, 0, 30000, E, sizeof(E)) >= 0, "%s", E);
+    produce_n(0, 50, 200, 10, "true");
+    int leader = ft_cluster_leader(&C, TOPIC, 0, 30000, E, sizeof(E));
+    FT_ASSERT(leader >= 0, "%s", E);
+    int f = (leader + 1) % 3;
+    FT_ASSERT_EQ(ft_broker_stop(&C.b[f]), 0, "follower %d stops cleanly", f);
+    size_t len;
+    int64_t fstart, fend_before;
+    free(read_from(f, &fstart, &fend_before, -1, &len));
+    fprintf(stderr, "catchup: broker %d stopped at offset %" PRId64 "; 600 records while it is away\n", f,
+            fend_before);
+    produce_n(50, 600, 200, 10, "true"); /* ~130 KB through 4 KiB segments kept to 16 KiB */
+    FT_ASSERT(ft_broker_restart(&C.b[f], E, sizeof(E)) == 0, "%s", E);
+    int64_t deadline = ft_now_ms() + ft_ms(TIMEOUT_MS);
+    while (!log_says(f, "caught up to offset")) {
+        FT_ASSERT(ft_now_ms() < deadline, "broker %d never caught up", f);
+        ft_sleep_ms(100);
+    }
+    FT_ASSERT(log_says(f, "the local log restarts empty at"), "broker %d adopted the leader's log start", f);
+    produce_n(650, 50, 200, 10, "true"); /* and it keeps applying */
+    leader = ft_cluster_leader(&C, TOPIC, 0, 30000, E, sizeof(E));
+    FT_ASSERT(leader >= 0, "%s", E);
+    /* Acknowledged means on a majority: wait until the returning replica stored the last record too
+     * (its key is in a segment file as written: no compression). */
+    deadline = ft_now_ms() + ft_ms(TIMEOUT_MS);
+    while (!segments_hold(f, "id-699")) {
+        FT_ASSERT(ft_now_ms() < deadline, "broker %d never stored the last record", f);
+        ft_sleep_ms(100);
+    }
+    for (int i = 0; i < 3; i++)
+        FT_ASSERT_EQ(ft_broker_stop(&C.b[i]), 0, "broker %d stops cleanly", i);
+
+    int64_t lstart, lend, fend;
+    free(read_from(leader, &lstart, &lend, -1, &len));
+    free(read_from(f, &fstart, &fend, -1, &len));
+    fprintf(stderr, "catchup: leader %d holds [%" PRId64 ", %" PRId64 "), broker %d [%" PRId64 ", %" PRId64 ")\n",
+            leader, lstart, lend, f, fstart, fend);
+    FT_ASSERT_EQ(lend, 700, "the leader holds every offset up to 700");
+    FT_ASSERT_EQ(fend, lend, "the returning replica ends where the leader does");
+    FT_ASSERT(fstart > fend_before, "its log restarted past its old end %" PRId64 " (starts at %" PRId64 ")",
+              fend_before, fstart);
+    int64_t from = fstart > lstart ? fstart : lstart;
+    size_t llen, flen;
+    uint8_t *l = read_from(leader, &lstart, &lend, from, &llen);
+    uint8_t *r = read_from(f, &fstart, &fend, from, &flen);
+    FT_ASSERT(llen > 0 && llen == flen && memcmp(l, r, llen) == 0,
+              "same batches from offset %" PRId64 " (%zu vs %zu bytes)", from, llen, flen);
+    free(l);
+    free(r);
 }

@@ -167,6 +167,18 @@ ferry_client_t *ft_cluster_client(const struct ft_cluster *c, ferry_type_t type,
  */
 int ft_cluster_leader(const struct ft_cluster *c, const char *topic, int32_t partition, int timeout_ms, char *errmsg,
                       size_t errmsg_len);
+/*
+ * Starts b[c->n], a broker with node.id node_id whose cluster.members names only b[0..members-1]
+ * (with their peer ports): it joins the running cluster (docs/replication.md, "Joining and
+ * registration"). o as for ft_cluster_start. Waits until the metadata lists every broker, c->n
+ * included; c->n grows by one. Returns 0 or -1 (errmsg).
+ */
+int ft_cluster_join(struct ft_cluster *c, int node_id, int members, const struct ft_broker_opts *o, char *errmsg,
+                    size_t errmsg_len);
+/* Waits (up to timeout_ms, scaled) until the metadata lists broker id with client port `port`
+ * (0 = any port). Returns 0 or -1 (errmsg). */
+int ft_cluster_wait_broker(const struct ft_cluster *c, int32_t id, int port, int timeout_ms, char *errmsg,
+                           size_t errmsg_len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* libferry clients against a fixture broker                                                   */

@@ -207,3 +207,80 @@ int ft_read_replica_log(const char *data_dir, const char *topic, int32_t part, u
     ferry_log_close(log);
     return rc;
 }
+
+int ft_cluster_join(struct ft_cluster *c, int node_id, int members, const struct ft_broker_opts *o, char *errmsg,
+                    size_t errmsg_len)
+{
+    char list[FT_CLUSTER_MAX * 40] = "";
+    char extra[4096];
+    size_t off = 0;
+    if (c->n >= FT_CLUSTER_MAX || members < 1 || members > c->n) {
+        snprintf(errmsg, errmsg_len, "join: cluster of %d, members %d (at most %d brokers)", c->n, members,
+                 FT_CLUSTER_MAX);
+        return -1;
+    }
+    for (int i = 0; i < members; i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d@127.0.0.1:%d", i ? "," : "",
+                                c->b[i].opts.node_id, c->peer_port[i]);
+    int k = c->n;
+    c->peer_port[k] = free_port();
+    if (c->peer_port[k] < 0) {
+        snprintf(errmsg, errmsg_len, "no free port: %s", strerror(errno));
+        return -1;
+    }
+    char ca[400], crt[400], key[400], ccrt[400], ckey[400];
+    ft_cert("ca.crt", ca, sizeof(ca));
+    ft_cert("server.crt", crt, sizeof(crt));
+    ft_cert("server.key", key, sizeof(key));
+    ft_cert("client.crt", ccrt, sizeof(ccrt));
+    ft_cert("client.key", ckey, sizeof(ckey));
+    struct ft_broker_opts bo = {.security = o ? o->security : FT_TLS, .node_id = node_id, .extra = extra};
+    int len = snprintf(extra, sizeof(extra),
+                       "cluster.members = %s\npeer.listen = 127.0.0.1:%d\npeer.tls.cert.file = %s\n"
+                       "peer.tls.key.file = %s\npeer.tls.client.cert.file = %s\npeer.tls.client.key.file = %s\n"
+                       "%s%s%s%s",
+                       list, c->peer_port[k], crt, key, ccrt, ckey, bo.security == FT_PLAINTEXT ? "tls.ca.file = " : "",
+                       bo.security == FT_PLAINTEXT ? ca : "", bo.security == FT_PLAINTEXT ? "\n" : "",
+                       o && o->extra ? o->extra : "");
+    if (len < 0 || (size_t)len >= sizeof(extra)) {
+        snprintf(errmsg, errmsg_len, "extra config too long");
+        return -1;
+    }
+    if (ft_broker_start(&c->b[k], &bo, errmsg, errmsg_len) != 0)
+        return -1;
+    c->n++;
+    size_t bl = strlen(c->bootstrap);
+    snprintf(c->bootstrap + bl, sizeof(c->bootstrap) - bl, ",%s", c->b[k].addr);
+    return wait_registered(c, errmsg, errmsg_len);
+}
+
+int ft_cluster_wait_broker(const struct ft_cluster *c, int32_t id, int port, int timeout_ms, char *errmsg,
+                           size_t errmsg_len)
+{
+    char err[512];
+    ferry_client_t *adm = ft_cluster_client(c, FERRY_ADMIN, NULL, errmsg, errmsg_len);
+    if (adm == NULL)
+        return -1;
+    int64_t deadline = ft_now_ms() + ft_ms(timeout_ms);
+    int seen = -1, rc = -1;
+    while (rc != 0 && ft_now_ms() < deadline) {
+        ferry_metadata_t *md = NULL;
+        if (ferry_admin_describe_cluster(adm, NULL, 0, &md, ft_ms(2000), err, sizeof(err)) == FERRY_ERR_NONE) {
+            for (size_t i = 0; i < ferry_metadata_broker_count(md); i++) {
+                if (ferry_metadata_broker_id(md, i) != id)
+                    continue;
+                seen = ferry_metadata_broker_port(md, i);
+                if (port == 0 || seen == port)
+                    rc = 0;
+            }
+            ferry_metadata_destroy(md);
+        }
+        if (rc != 0)
+            ft_sleep_ms(100);
+    }
+    ferry_client_destroy(adm);
+    if (rc != 0)
+        snprintf(errmsg, errmsg_len, "broker %d: metadata shows port %d, not %d, after %d ms", (int)id, seen, port,
+                 ft_ms(timeout_ms));
+    return rc;
+}

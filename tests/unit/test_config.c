@@ -46,8 +46,12 @@ static const char *const all_keys[] = {
     "segment.ms", "retention.ms", "retention.bytes", "retention.check.interval.ms", "log.index.interval.bytes",
     "batch.max.bytes", "flush.before.ack", "ready.file", "cluster.id", "peer.listen", "cluster.members",
     "peer.security.protocol", "peer.tls.cert.file", "peer.tls.key.file", "peer.tls.client.cert.file",
-    "peer.tls.client.key.file", "raft.snapshot.threshold", "raft.snapshot.trailing",
-    "log.level", "log.format",
+    "peer.tls.client.key.file", "offsets.topic.num.partitions", "offsets.topic.replication.factor",
+    "group.min.session.timeout.ms", "group.max.session.timeout.ms", "group.heartbeat.interval.ms",
+    "raft.snapshot.threshold", "raft.snapshot.trailing", "raft.quiescence.enable", "raft.election.timeout.ms",
+    "raft.heartbeat.interval.ms",
+    "leader.rebalance.enable", "leader.rebalance.interval.ms",
+    "log.level", "log.format", "raft.segment.bytes", "raft.snapshot.bytes",
 };
 
 Test(config, defaults)
@@ -297,11 +301,11 @@ Test(config, cluster_members_are_parsed_and_checked)
     cr_assert_eq(ferryd_parse_members("0@h:0", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), -1);
     cr_assert_eq(ferryd_parse_members("0@h:1,", m, FERRYD_MAX_MEMBERS, why, sizeof(why)), 1);
     cr_assert_eq(ferryd_config_set(&C, "cluster.members", "0@h", why, sizeof(why)), -1);
-    /* node.id must be one of the members */
+    /* a node.id that is not one of the members is a joiner: accepted (the peer TLS files are still required) */
     cr_assert_eq(ferryd_config_set(&C, "security.protocol", "plaintext", why, sizeof(why)), 0);
     cr_assert_eq(ferryd_config_set(&C, "cluster.members", "1@127.0.0.1:9801,2@127.0.0.1:9802", why, sizeof(why)), 0);
     cr_assert_eq(ferryd_config_validate(&C, why, sizeof(why)), -1);
-    cr_assert(strstr(why, "node.id 0 is not one of the members") != NULL, "%s", why);
+    cr_assert(strstr(why, "peer.security.protocol") != NULL, "%s", why);
     cr_assert_eq(ferryd_config_set(&C, "cluster.members", "0@127.0.0.1:9800", why, sizeof(why)), 0);
     /* the peer port is mutual TLS unless set to plaintext explicitly */
     cr_assert_eq(ferryd_config_validate(&C, why, sizeof(why)), -1);
