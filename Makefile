@@ -73,6 +73,8 @@ help:
 	@echo "make test            run every test (unit + integration); SANITIZE=1 for ASan+UBSan"
 	@echo "make bench           run the benchmark and print figures"
 	@echo "make raft-test       run the Raft library tests (Figure 8, elections, snapshots) on raft_fixture"
+	@echo "make jepsen          fault-injection suite, bounded CI profile (root; docs/jepsen.md)"
+	@echo "make jepsen-soak     longer runs: ARGS=\"--duration 600 --nodes 5 --faults ... --seed N\""
 	@echo "make docs            regenerate docs/configuration.md from the configuration table"
 	@echo "make install         install library, header, pkg-config file and binaries under PREFIX"
 
@@ -180,6 +182,7 @@ build-bugs/ferryd:
 endif
 
 include raft/raft.mk
+include jepsen/jepsen.mk
 # ferryd links the Raft layer (defined in raft.mk, hence after the include).
 $(FERRYD): $(RAFT_FR_LIB) $(RAFT_COMPAT) $(RAFT_LIB)
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs every Debian package Ferry's build, tests, demo and benchmark need. Idempotent: does
+# Installs every Debian package Ferry's build, tests, demo, benchmark and jepsen/ suite need. Idempotent: does
 # nothing (and needs no root) when all are present; otherwise apt-get as root or through sudo.
 set -euo pipefail
 PKGS=(build-essential pkg-config openssl libssl-dev libuv1-dev libmsgpack-dev libcriterion-dev
-      liblz4-dev libzstd-dev procps debian-archive-keyring)
+      liblz4-dev libzstd-dev procps debian-archive-keyring
+      iproute2 nftables libnetfilter-queue-dev faketime libfaketime gnuplot-nox python3 iputils-ping iptables)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
