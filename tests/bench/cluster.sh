@@ -2,12 +2,14 @@
 # cluster.sh BUILD: the 3-broker section of `make bench` (called by run.sh): three TLS ferryd on 127.0.0.1 (mutual
 # TLS between peers, fsync before ack), RF 3 topics: produce throughput at 1/12/100 partitions, open-loop latency,
 # catch-up consume and leader failover (kill -9 of a partition leader, restart between kills); prints a table
-# with ratios to NATS JetStream R3 measured on this machine, and cleans up every process and temp dir.
+# with ratios to NATS JetStream R3 measured on this machine, and cleans up every process and temp dir. Then, on a
+# fresh cluster, the scale section (tests/bench/scale.sh: 1,000 partitions; its header lists its settings).
 #
 # Environment: BENCH_CLUSTER_PRODUCE_RECORDS (default 100000), BENCH_CLUSTER_CONSUME_BYTES (default 268435456),
 # BENCH_CLUSTER_LATENCY_SECONDS (default 15), BENCH_CLUSTER_KILLS (default 10),
 # BENCH_CLUSTER_BUDGET_SECONDS (default 200: no new kill starts once this much time has passed),
-# BENCH_LATENCY_LINGER_MS (default 1), BENCH_RECORD_BYTES (default 1024).
+# BENCH_LATENCY_LINGER_MS (default 1), BENCH_RECORD_BYTES (default 1024), BENCH_CLUSTER_MAIN (default 1; 0 skips
+# everything above the scale section), BENCH_SCALE (default 1; 0 skips the scale section).
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -127,29 +129,41 @@ start_broker() { # start_broker I: starts broker I and waits for its ready file;
 }
 # Ports below the ephemeral range (32768+), so outgoing connections do not take them; another program may
 # still grab one between the look and the bind: then the whole cluster starts again on other ports.
-started=0
-for attempt in 1 2 3; do
-    configure $((20000 + ($$ * 7 + attempt * 1000) % 12000))
-    ok=1
-    for i in $(seq 0 $((nodes - 1))); do start_broker "$i" || { ok=0; break; }; done
-    if [ "$ok" = 1 ]; then
-        started=1
-        break
-    fi
+start_cluster() { # start_cluster: starts the 3 brokers on fresh data dirs and waits until all registered
+    local started=0 attempt i ok
+    for attempt in 1 2 3; do
+        configure $((20000 + ($$ * 7 + attempt * 1000) % 12000))
+        ok=1
+        for i in $(seq 0 $((nodes - 1))); do start_broker "$i" || { ok=0; break; }; done
+        if [ "$ok" = 1 ]; then
+            started=1
+            break
+        fi
+        for i in $(seq 0 $((nodes - 1))); do stop_broker "$i" TERM; done
+        rm -rf "$dir"/data-* "$dir"/ready-* "$dir"/ferryd-*.log
+        echo "cluster.sh: start-up attempt $attempt failed; trying other ports" >&3
+    done
+    [ "$started" = 1 ] || { echo "cluster.sh: the cluster did not start" >&3; exit 1; }
+    tls=(--brokers "$brokers" --ca "$certs/ca.crt")
+    # Every broker registers its client address through the controller a moment after start.
+    for _ in $(seq 150); do
+        n=$("$ferryctl" cluster info "${tls[@]}" 2>/dev/null | grep -cE '^[0-9]+ +127\.0\.0\.1:' || true)
+        [ "${n:-0}" -ge "$nodes" ] && break
+        sleep 0.2
+    done
+    [ "${n:-0}" -ge "$nodes" ] || { echo "cluster.sh: only ${n:-0} of $nodes brokers registered" >&2;
+        "$ferryctl" cluster info "${tls[@]}" >&2 || true; exit 1; }
+}
+stop_cluster() { # stop_cluster: SIGTERM to all brokers at once, waits for them, removes their data
+    for i in $(seq 0 $((nodes - 1))); do
+        [ -n "${pids[$i]:-}" ] && kill -TERM "${pids[$i]}" 2>/dev/null || true
+    done
     for i in $(seq 0 $((nodes - 1))); do stop_broker "$i" TERM; done
-    rm -rf "$dir"/data-* "$dir"/ready-* "$dir"/ferryd-*.log
-    echo "cluster.sh: start-up attempt $attempt failed; trying other ports" >&3
-done
-[ "$started" = 1 ] || { echo "cluster.sh: the cluster did not start" >&3; exit 1; }
-tls=(--brokers "$brokers" --ca "$certs/ca.crt")
-# Every broker registers its client address through the controller a moment after start.
-for _ in $(seq 150); do
-    n=$("$ferryctl" cluster info "${tls[@]}" 2>/dev/null | grep -cE '^[0-9]+ +127\.0\.0\.1:' || true)
-    [ "${n:-0}" -ge "$nodes" ] && break
-    sleep 0.2
-done
-[ "${n:-0}" -ge "$nodes" ] || { echo "cluster.sh: only ${n:-0} of $nodes brokers registered" >&2;
-    "$ferryctl" cluster info "${tls[@]}" >&2 || true; exit 1; }
+    rm -rf "$dir"/data-* "$dir"/ready-* "$dir"/ferryd-*.log "$dir"/results "$dir"/failover
+}
+
+if [ "${BENCH_CLUSTER_MAIN:-1}" != "0" ]; then
+start_cluster
 echo "ferry bench, cluster: 3 ferryd on $brokers (TLS clients and peers, RF 3, fsync before ack), data in $dir"
 
 common=(--brokers "$brokers" --ca "$certs/ca.crt" --size "$size" --replicas 3)
@@ -169,10 +183,13 @@ run() { # run LABEL ARGS...: runs one mode, keeps its RESULT line
     echo "$out" | grep '^RESULT' | sed "s/^RESULT/$label/" >>"$results"
 }
 t0=$(date +%s)
-run produce_p1 produce --records "$produce_records" --linger 5 --partitions 1
-run produce_p12 produce --records "$produce_records" --linger 5 --partitions 12
-run produce_p100 produce --records "$produce_records" --linger 5 --partitions 100
-run latency latency --rate 5000 --seconds "$latency_seconds" --warmup 2 --linger "$latency_linger"
+# What a Kafka user sets for a throughput test (printed by the bench as "producer: ..."): acks=all with the
+# idempotent producer, linger.ms=5, 1 MiB batches, 5 requests in flight per connection.
+producer_conf=(--conf batch.size=1048576 --conf max.in.flight.requests.per.connection=5)
+run produce_p1 produce --records "$produce_records" --linger 5 --partitions 1 "${producer_conf[@]}"
+run produce_p12 produce --records "$produce_records" --linger 5 --partitions 12 "${producer_conf[@]}"
+run produce_p100 produce --records "$produce_records" --linger 5 --partitions 100 "${producer_conf[@]}"
+run latency latency --rate 5000 --seconds "$latency_seconds" --warmup 2 --linger "$latency_linger" "${producer_conf[@]}"
 run consume consume --bytes "$consume_bytes"
 t1=$(date +%s)
 
@@ -242,7 +259,7 @@ echo "Ferry 3-broker cluster, TLS (clients + peers), RF 3, ${size} B records, fs
     "($((t1 - t0)) s + failover $((t2 - t1)) s)"
 printf '%-44s %14s %10s   %s\n' "measure" "records/s" "MB/s" "vs NATS JetStream R3 on this machine"
 for p in 1 12 100; do
-    printf '%-44s %14s %10s   %s\n' "produce, $p partition(s) (linger.ms=5)" "$(get "produce_p$p" rps)" \
+    printf '%-44s %14s %10s   %s\n' "produce, $p partition(s) (linger.ms=5, 1 MiB)" "$(get "produce_p$p" rps)" \
         "$(get "produce_p$p" mbps)" "$(ratio "$(get "produce_p$p" rps)" 15000) of ~15,000 msg/s publish"
 done
 printf '%-44s %14s %10s   %s\n' "consume ($((consume_bytes / 1048576)) MiB catch-up, 1 partition)" \
@@ -262,3 +279,9 @@ echo "  kill -> first ack, each kill (ms): $fo_list"
 echo
 echo "Notes: NATS figures were measured on this machine with 3 nodes (no fsync before ack); ferry fsyncs on"
 echo "every replica's commit path before acking. Figures swing +-40% run to run; compare ratios within one run."
+stop_cluster
+fi # BENCH_CLUSTER_MAIN
+
+if [ "${BENCH_SCALE:-1}" != "0" ]; then
+    . "$(dirname "$0")/scale.sh"
+fi

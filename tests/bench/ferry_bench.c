@@ -21,7 +21,11 @@
  *   failover  --kill-pid PID [--victim ID --survivors HOST:PORT,...]  kill -9 PID (broker ID, the leader of
  *             partition 0 of bench-failover) right after an acknowledgement, time the kill to the next
  *             acknowledgement (and to the new leader in the metadata of the survivors)
- * Every mode takes --replicas RF (default -1: the broker's default) for the topics it creates.
+ *   leaders   --topic T --partitions P [--create 1] --seconds S        (scale section) optionally create T with
+ *             P partitions, then poll the metadata until every partition of T has a leader; times both from
+ *             the start of this process (brokers that are still starting are retried until S seconds)
+ * Every mode takes --replicas RF (default -1: the broker's default) for the topics it creates; produce and
+ * latency take --conf KEY=VALUE (repeatable, at most 16) for further producer settings (batch.size, ...).
  * Each mode prints human lines and one machine line "RESULT mode=... key=value ..." for run.sh.
  * Value bytes are counted as payload (MB = 10^6 bytes).
  */
@@ -42,6 +46,11 @@ struct opts {
     long kill_pid;
     long victim;
     const char *survivors;
+    const char *topic; /* leaders */
+    long create;       /* leaders: 1 = create the topic first */
+    /* --conf KEY=VALUE (repeatable): producer settings on top of the bench's own (produce, latency) */
+    const char *conf[16];
+    int nconf;
 };
 
 static double now_s(void)
@@ -153,11 +162,41 @@ static void count_cb(ferry_client_t *c, const ferry_delivery_t *d, void *opaque)
     }
 }
 
-/* Produces n records of size bytes to topic as fast as the producer takes them; returns seconds. */
-static double produce_n(const struct opts *o, const char *topic, long n, long linger, struct counts *cnt)
+/*
+ * The producer settings a Kafka user would pick for the test (linger.ms, then every --conf KEY=VALUE),
+ * printed as one "producer:" line so the figures say what they were measured with.
+ */
+static void producer_conf(const struct opts *o, ferry_conf_t *conf, long linger)
+{
+    char line[1024];
+    size_t off = 0;
+    conf_set_long(conf, "linger.ms", linger);
+    off += (size_t)snprintf(line, sizeof(line), "producer: acks=all enable.idempotence=true linger.ms=%ld", linger);
+    for (int i = 0; i < o->nconf; i++) {
+        char key[128];
+        const char *eq = strchr(o->conf[i], '=');
+        if (eq == NULL || eq == o->conf[i] || (size_t)(eq - o->conf[i]) >= sizeof(key))
+            die("--conf %s: expected KEY=VALUE", o->conf[i]);
+        memcpy(key, o->conf[i], (size_t)(eq - o->conf[i]));
+        key[eq - o->conf[i]] = '\0';
+        conf_set(conf, key, eq + 1);
+        if (off < sizeof(line))
+            off += (size_t)snprintf(line + off, sizeof(line) - off, " %s", o->conf[i]);
+    }
+    printf("%s\n", line);
+}
+
+/*
+ * Produces n records of size bytes to topic as fast as the producer takes them; returns seconds. Before
+ * the clock starts, one 1-byte record goes to each of the topic's `partitions` partitions (so start-up
+ * is not timed: connections, metadata, producer id, and in a cluster every partition's freshly created
+ * Raft group has taken its first entry).
+ */
+static double produce_n(const struct opts *o, const char *topic, long partitions, long n, long linger,
+                        struct counts *cnt)
 {
     ferry_conf_t *conf = base_conf(o);
-    conf_set_long(conf, "linger.ms", linger);
+    producer_conf(o, conf, linger);
     conf_set(conf, "queue.buffering.max.messages", "200000");
     conf_set(conf, "delivery.timeout.ms", "120000");
     ferry_conf_set_delivery_cb(conf, count_cb);
@@ -170,9 +209,12 @@ static double produce_n(const struct opts *o, const char *topic, long n, long li
     if (!value)
         die("out of memory");
     ft_fill_pattern(value, (size_t)o->size, 42);
-    /* Warm the connection and metadata so start-up is not timed. */
-    ferry_record_t warm = {.topic = topic, .partition = FERRY_PARTITION_ANY, .value = value, .value_len = 1};
-    if (ferry_produce(p, &warm, 0) != FERRY_ERR_NONE || ferry_flush(p, 10000) != FERRY_ERR_NONE)
+    for (long k = 0; k < partitions; k++) {
+        ferry_record_t warm = {.topic = topic, .partition = (int32_t)k, .value = value, .value_len = 1};
+        if (ferry_produce(p, &warm, 0) != FERRY_ERR_NONE)
+            die("warm-up produce failed");
+    }
+    if (ferry_flush(p, 30000) != FERRY_ERR_NONE)
         die("warm-up produce failed");
     memset(cnt, 0, sizeof(*cnt));
     double t0 = now_s();
@@ -205,7 +247,7 @@ static int mode_produce(const struct opts *o)
     snprintf(topic, sizeof(topic), "bench-produce-l%ld-p%ld", o->linger, o->partitions);
     create_topic(o, topic, (int32_t)o->partitions);
     struct counts cnt;
-    double t = produce_n(o, topic, o->records, o->linger, &cnt);
+    double t = produce_n(o, topic, o->partitions, o->records, o->linger, &cnt);
     double rps = (double)cnt.ok / t, mbps = (double)cnt.ok * (double)o->size / t / 1e6;
     printf("produce: %ld records of %ld B, linger.ms=%ld, %ld partition(s): %.2f s, %.0f records/s, %.1f MB/s, "
            "%zu failed%s%s\n",
@@ -263,7 +305,7 @@ static int mode_latency(const struct opts *o)
     for (size_t i = 0; i < total; i++)
         l.ms[i] = NAN;
     ferry_conf_t *conf = base_conf(o);
-    conf_set_long(conf, "linger.ms", o->linger);
+    producer_conf(o, conf, o->linger);
     ferry_conf_set_delivery_cb(conf, lat_cb);
     ferry_conf_set_opaque(conf, &l);
     char err[512] = "";
@@ -342,7 +384,7 @@ static int mode_consume(const struct opts *o)
     if (n < 1)
         n = 1;
     struct counts cnt;
-    double tf = produce_n(o, topic, n, 5, &cnt);
+    double tf = produce_n(o, topic, 1, n, 5, &cnt);
     if (cnt.failed)
         die("fill: %zu records failed (%s)", cnt.failed, ferry_err_name(cnt.first_err));
     printf("consume: filled %ld records (%.0f MB) in %.2f s (%.0f records/s)\n", n,
@@ -549,6 +591,81 @@ static int mode_failover(const struct opts *o)
     return 0;
 }
 
+/* ---- leaders (scale section of cluster.sh) ---- */
+
+/* How many partitions of topic have a leader now; *n gets the partition count (0 if unknown). */
+static size_t count_led(ferry_client_t *a, const char *topic, size_t *n)
+{
+    char err[512] = "";
+    ferry_metadata_t *md = NULL;
+    const char *topics[] = {topic};
+    size_t led = 0;
+    *n = 0;
+    if (ferry_admin_describe_cluster(a, topics, 1, &md, 5000, err, sizeof(err)) == FERRY_ERR_NONE &&
+        ferry_metadata_topic_count(md) == 1 && ferry_metadata_topic_err(md, 0) == FERRY_ERR_NONE) {
+        *n = ferry_metadata_partition_count(md, 0);
+        for (size_t p = 0; p < *n; p++)
+            if (ferry_metadata_partition_leader(md, 0, p) >= 0 &&
+                ferry_metadata_partition_err(md, 0, p) == FERRY_ERR_NONE)
+                led++;
+    }
+    ferry_metadata_destroy(md);
+    return led;
+}
+
+/*
+ * Times, from the start of this process, the create of topic (with --create 1; a create that times out is
+ * not fatal: the brokers may still be opening the groups, the metadata tells) and the moment every one of
+ * its partitions has a leader. Never asserts a figure: exits 1 only when the deadline passes first.
+ */
+static int mode_leaders(const struct opts *o)
+{
+    char err[512] = "";
+    if (!o->topic)
+        die("leaders: --topic is required");
+    double t0 = now_s(), deadline = t0 + (double)o->seconds;
+    ferry_conf_t *conf = base_conf(o);
+    ferry_client_t *a = ferry_client_new(FERRY_ADMIN, conf, err, sizeof(err));
+    if (!a)
+        die("admin client: %s", err);
+    double create_ms = -1;
+    if (o->create) {
+        ferry_err_t e;
+        for (;;) {
+            int left_ms = (int)((deadline - now_s()) * 1000);
+            e = ferry_admin_create_topic(a, o->topic, (int32_t)o->partitions, (int32_t)o->replicas, NULL, NULL, 0,
+                                         left_ms > 1000 ? left_ms : 1000, err, sizeof(err));
+            if (e == FERRY_ERR_NONE || e == FERRY_ERR_TOPIC_ALREADY_EXISTS || e == FERRY_ERR_REQUEST_TIMED_OUT ||
+                e == FERRY_ERR__TIMED_OUT || now_s() > deadline)
+                break;
+            struct timespec ts = {0, 200000000};
+            nanosleep(&ts, NULL);
+        }
+        create_ms = (now_s() - t0) * 1000;
+        if (e != FERRY_ERR_NONE)
+            printf("create %s: %s: %s (polling the metadata anyway)\n", o->topic, ferry_err_name(e), err);
+    }
+    size_t led = 0, n = 0, best = 0;
+    for (;;) {
+        led = count_led(a, o->topic, &n);
+        best = led > best ? led : best;
+        if (n == (size_t)o->partitions && led == n)
+            break;
+        if (now_s() > deadline) {
+            ferry_client_destroy(a);
+            die("topic %s: %zu of %ld partitions had a leader at most, after %ld s", o->topic, best, o->partitions,
+                o->seconds);
+        }
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    double all_ms = (now_s() - t0) * 1000;
+    printf("%s: %zu partitions, all with a leader %.0f ms after start\n", o->topic, n, all_ms);
+    printf("RESULT mode=leaders partitions=%zu create_ms=%.0f leaders_ms=%.0f\n", n, create_ms, all_ms);
+    ferry_client_destroy(a);
+    return 0;
+}
+
 static long num(const char *s, const char *what)
 {
     char *end = NULL;
@@ -565,7 +682,7 @@ int main(int argc, char **argv)
                      .warmup = 2, .bytes = 1LL << 30, .replicas = -1, .kill_pid = 0, .victim = -1,
                      .survivors = NULL};
     if (argc < 2)
-        die("usage: ferry_bench produce|latency|consume|failover --brokers HOST:PORT --ca FILE [options]");
+        die("usage: ferry_bench produce|latency|consume|failover|leaders --brokers HOST:PORT --ca FILE [options]");
     o.mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -600,6 +717,12 @@ int main(int argc, char **argv)
             o.victim = num(v, a);
         else if (!strcmp(a, "--survivors"))
             o.survivors = v;
+        else if (!strcmp(a, "--topic"))
+            o.topic = v;
+        else if (!strcmp(a, "--create"))
+            o.create = num(v, a);
+        else if (!strcmp(a, "--conf") && o.nconf < (int)(sizeof(o.conf) / sizeof(o.conf[0])))
+            o.conf[o.nconf++] = v;
         else
             die("unknown option %s", a);
     }
@@ -615,5 +738,7 @@ int main(int argc, char **argv)
         return mode_consume(&o);
     if (!strcmp(o.mode, "failover"))
         return mode_failover(&o);
+    if (!strcmp(o.mode, "leaders"))
+        return mode_leaders(&o);
     die("unknown mode %s", o.mode);
 }
