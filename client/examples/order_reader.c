@@ -1,4 +1,4 @@
-/* order_reader.c: example consumer: one independent reader of the orders topic (all partitions). */
+/* order_reader.c: example consumer: one reader of the orders topic (all partitions, or as a consumer group member). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -13,7 +13,11 @@
  *                     [--expect N] [--timeout-ms 15000]
  *
  * Each reader assigns itself every partition of the topic from the beginning, so every reader
- * sees every event, independently of the others (no consumer group: nothing is shared). It reads
+ * sees every event, independently of the others (no consumer group: nothing is shared). With
+ * --group G it joins consumer group G instead: the group's coordinator assigns the partitions, it
+ * starts at the group's committed offsets (the beginning for a new group), commits what it handled
+ * and leaves the group at exit; readers with different groups each see every event (fan-out),
+ * readers sharing a group share the partitions (run one per group to see all events here). It reads
  * until it has caught up with the high watermarks it measured at start (and, with --expect, seen
  * at least N events), then prints a summary line "<name>: received N events" and exits 0;
  * exit 1 if it could not catch up before --timeout-ms.
@@ -24,7 +28,7 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: order_reader --name NAME --brokers HOST:PORT --ca CA.crt [--cert C --key K] "
-                    "[--topic orders] [--expect N] [--timeout-ms MS]\n");
+                    "[--topic orders] [--group G] [--expect N] [--timeout-ms MS]\n");
 }
 
 /* What each example reader does with an event (the "business logic"). */
@@ -56,14 +60,14 @@ static const char *header_text(const ferry_message_t *m, const char *name, char 
 int main(int argc, char **argv)
 {
     const char *name = "reader", *brokers = getenv("FERRY_BROKERS"), *ca = NULL, *cert = NULL, *key = NULL;
-    const char *topic = "orders";
+    const char *topic = "orders", *group = NULL;
     long expect = 0, timeout_ms = 15000;
     static const struct option opts[] = {
         {"name", required_argument, NULL, 'N'},   {"brokers", required_argument, NULL, 'b'},
         {"ca", required_argument, NULL, 'a'},     {"cert", required_argument, NULL, 'c'},
         {"key", required_argument, NULL, 'k'},    {"topic", required_argument, NULL, 't'},
         {"expect", required_argument, NULL, 'e'}, {"timeout-ms", required_argument, NULL, 'T'},
-        {NULL, 0, NULL, 0},
+        {"group", required_argument, NULL, 'g'},  {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -76,6 +80,7 @@ int main(int argc, char **argv)
         case 't': topic = optarg; break;
         case 'e': expect = atol(optarg); break;
         case 'T': timeout_ms = atol(optarg); break;
+        case 'g': group = optarg; break;
         default: usage(); return 2;
         }
     }
@@ -92,7 +97,8 @@ int main(int argc, char **argv)
         (ca && ferry_conf_set(conf, "ssl.ca.location", ca, err, sizeof(err))) ||
         (cert && ferry_conf_set(conf, "ssl.certificate.location", cert, err, sizeof(err))) ||
         (key && ferry_conf_set(conf, "ssl.key.location", key, err, sizeof(err))) ||
-        ferry_conf_set(conf, "client.id", name, err, sizeof(err))) {
+        ferry_conf_set(conf, "client.id", name, err, sizeof(err)) ||
+        (group && ferry_conf_set(conf, "group.id", group, err, sizeof(err)))) {
         fprintf(stderr, "%s: %s\n", name, err);
         ferry_conf_destroy(conf);
         return 2;
@@ -133,14 +139,23 @@ int main(int argc, char **argv)
         parts[i] = (ferry_topic_partition_t){topic, p, FERRY_OFFSET_BEGINNING};
     }
 
-    /* 3. Read every partition from the beginning. */
-    e = ferry_assign(consumer, parts, np);
+    /* 3. Read every partition from the beginning, or join the group (which says where to start). */
+    e = group ? ferry_subscribe(consumer, &topic, 1) : ferry_assign(consumer, parts, np);
     if (e != FERRY_ERR_NONE) {
-        fprintf(stderr, "%s: assign: %s\n", name, ferry_err_str(e));
+        fprintf(stderr, "%s: %s: %s\n", name, group ? "subscribe" : "assign", ferry_err_str(e));
         goto out;
     }
     long received = 0, waited = 0;
     for (;;) {
+        if (group) {
+            /* A member starts at the committed offsets: count those as read. */
+            ferry_topic_partition_t pos[READER_MAX_PARTITIONS];
+            memcpy(pos, parts, np * sizeof(pos[0]));
+            if (ferry_position(consumer, pos, np) == FERRY_ERR_NONE)
+                for (size_t i = 0; i < np; i++)
+                    if (pos[i].offset > next[i])
+                        next[i] = pos[i].offset;
+        }
         bool caught_up = received >= expect;
         for (size_t i = 0; i < np && caught_up; i++)
             caught_up = next[i] >= end[i];
@@ -181,6 +196,8 @@ int main(int argc, char **argv)
 
 out:
     ferry_metadata_destroy(md);
+    if (group) /* commit what was handled and leave, so the partitions move at once */
+        ferry_consumer_close(consumer, 2000);
     ferry_client_close(consumer, 2000);
     ferry_client_destroy(consumer);
     return rc;

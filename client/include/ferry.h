@@ -275,6 +275,7 @@ typedef struct ferry_topic_partition {
  * (parts == NULL / n == 0 unassigns everything). Prefetched messages of partitions no longer
  * assigned, or assigned again, are dropped. Returns at once; FERRY_ERR__INVALID_ARG for a bad
  * entry (nothing changes), FERRY_ERR__WRONG_CLIENT_TYPE unless a consumer.
+ * While subscribed to a group (ferry_subscribe) the group owns the assignment: FERRY_ERR__INVALID_ARG.
  */
 FERRY_API ferry_err_t ferry_assign(ferry_client_t *client, const ferry_topic_partition_t *parts, size_t n);
 
@@ -334,6 +335,97 @@ FERRY_API ferry_err_t ferry_watermarks(ferry_client_t *client, const char *topic
                                        int64_t *hi, int timeout_ms);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Consumer groups (docs/consumer-groups.md)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * With group.id set, ferry_subscribe joins the group: the coordinator (a broker) assigns partitions
+ * of the subscribed topics to the members, and libferry applies the changes itself: a partition
+ * given up stops being fetched (its position is committed first when enable.auto.commit is on)
+ * and the revocation is acknowledged in the next heartbeat; a partition received starts at its
+ * committed offset (else auto.offset.reset). Partitions that do not move keep being fetched through
+ * every rebalance. Heartbeats run on libferry's I/O thread; the application must poll (or call
+ * ferry_consumer_extend_deadline) at least every max.poll.interval.ms.
+ */
+
+typedef enum ferry_rebalance_event {
+    FERRY_REBALANCE_ASSIGNED = 1, /* these partitions were added to the assignment */
+    FERRY_REBALANCE_REVOKING = 2, /* these are being given up: fetching stopped (auto-commit: committed) */
+    FERRY_REBALANCE_LOST = 3,     /* these were lost without an orderly hand-over (session or processing
+                                     deadline expired, member fenced): others may own them already */
+} ferry_rebalance_event_t;
+
+/*
+ * Observes assignment changes (optional). parts[0..n) are lent for the call; offsets are -1.
+ * Runs inside ferry_consumer_poll on the polling thread; it may call libferry (commit, position).
+ */
+typedef void ferry_rebalance_cb_t(ferry_client_t *client, ferry_rebalance_event_t ev,
+                                  const ferry_topic_partition_t *parts, size_t n, void *opaque);
+/*
+ * Result of an asynchronous commit (and of auto-commits): err is FERRY_ERR_NONE or the first
+ * error (request-level or per partition); offsets[0..n) are what was asked to be committed, lent
+ * for the call. Runs inside ferry_consumer_poll.
+ */
+typedef void ferry_commit_cb_t(ferry_client_t *client, ferry_err_t err, const ferry_topic_partition_t *offsets,
+                               size_t n, void *opaque);
+
+FERRY_API void ferry_conf_set_rebalance_cb(ferry_conf_t *conf, ferry_rebalance_cb_t *cb);
+FERRY_API void ferry_conf_set_commit_cb(ferry_conf_t *conf, ferry_commit_cb_t *cb);
+
+/*
+ * Joins group.id with this subscription (topic names; replaces an earlier one; at most 1,000).
+ * Returns at once; the assignment arrives in the background. FERRY_ERR_INVALID_GROUP_ID without a
+ * group.id, FERRY_ERR__INVALID_ARG for a bad topic list or after ferry_assign (the two modes do not
+ * mix), FERRY_ERR__WRONG_CLIENT_TYPE unless a consumer.
+ */
+FERRY_API ferry_err_t ferry_subscribe(ferry_client_t *client, const char *const *topics, size_t n);
+/* Leaves the group (partitions are given up at once; auto-commit commits them first). */
+FERRY_API ferry_err_t ferry_unsubscribe(ferry_client_t *client);
+
+/*
+ * The partitions this group member owns now, copied: *parts is one allocation (topics included),
+ * freed with ferry_topic_partitions_destroy; offsets are the positions (-1 unknown). *n may be 0.
+ */
+FERRY_API ferry_err_t ferry_assignment(ferry_client_t *client, ferry_topic_partition_t **parts, size_t *n);
+FERRY_API void ferry_topic_partitions_destroy(ferry_topic_partition_t *parts); /* NULL is a no-op */
+
+/*
+ * Commits offsets (the offset of the NEXT message to read, as Kafka) for the group, with this
+ * member's id and epoch (so a fenced member is refused). offsets == NULL / n == 0: the current
+ * positions of every owned partition. A partition ferry_seek'ed backwards is sent with "rewind";
+ * otherwise the broker refuses to go backwards (OFFSET_BEHIND_COMMITTED).
+ * Sync: blocks up to timeout_ms; returns FERRY_ERR_NONE or the first error (FERRY_ERR_UNKNOWN_MEMBER_ID,
+ * FERRY_ERR_FENCED_MEMBER_EPOCH, FERRY_ERR_PARTITION_NOT_ASSIGNED, ...). Nothing to commit: NONE.
+ * Async: returns at once; the commit callback reports the result from ferry_consumer_poll.
+ */
+FERRY_API ferry_err_t ferry_commit_sync(ferry_client_t *client, const ferry_topic_partition_t *offsets, size_t n,
+                                        int timeout_ms);
+FERRY_API ferry_err_t ferry_commit_async(ferry_client_t *client, const ferry_topic_partition_t *offsets, size_t n);
+
+/* The group's committed offsets of parts[0..n), asked of the coordinator: parts[i].offset is set
+ * (-1 = nothing committed). Blocks up to timeout_ms. */
+FERRY_API ferry_err_t ferry_committed(ferry_client_t *client, ferry_topic_partition_t *parts, size_t n,
+                                      int timeout_ms);
+/* The positions (offset after the last message returned, or where a seek put it) of parts[0..n):
+ * parts[i].offset is set, -1 when unknown or not assigned. Never blocks. */
+FERRY_API ferry_err_t ferry_position(ferry_client_t *client, ferry_topic_partition_t *parts, size_t n);
+
+/* Restarts the processing deadline (max.poll.interval.ms) without polling, for a long job. */
+FERRY_API ferry_err_t ferry_consumer_extend_deadline(ferry_client_t *client);
+
+/*
+ * Leaves the group promptly, bounded by timeout_ms: commits positions (enable.auto.commit), stops
+ * fetching, and sends the leave heartbeat (epoch -1: partitions move at once; with
+ * group.instance.id epoch -2: they stay reserved for session.timeout.ms so a restart gets them back).
+ * Serves pending callbacks. Call before ferry_client_close (which, without it, leaves the group by
+ * session timeout). Idempotent; FERRY_ERR_NONE without a subscription.
+ */
+FERRY_API ferry_err_t ferry_consumer_close(ferry_client_t *client, int timeout_ms);
+
+/* The member id the coordinator gave (copied into buf, "" before joining) and the member epoch. */
+FERRY_API ferry_err_t ferry_group_member(ferry_client_t *client, char *buf, size_t buf_size, int32_t *epoch);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Admin (any client type)                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -377,6 +469,21 @@ FERRY_API ferry_err_t ferry_admin_describe_cluster(ferry_client_t *client, const
 FERRY_API ferry_err_t ferry_admin_list_offsets(ferry_client_t *client, const char *topic, int32_t partition,
                                                int64_t timestamp, int64_t *offset, int timeout_ms, char *errstr,
                                                size_t errstr_size);
+
+/*
+ * One request of a consumer-group api (docs/consumer-groups.md: FindCoordinator 8 .. ResetOffsets
+ * 15), for administration tools: body is the request body, one msgpack map as documented there
+ * (body_len bytes); on FERRY_ERR_NONE *resp is the response body, msgpack (malloc'd: free() it),
+ * *resp_len its size. Routing: group_id != NULL sends it to that group's coordinator (found with
+ * FindCoordinator, found again after NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE, whether top-level
+ * or in the first item of "groups", until timeout_ms); else broker_id >= 0 sends it to that broker
+ * (ListGroups answers for one broker), else to any broker. A top-level error is returned as the
+ * result (with errstr); per-item errors stay in the body. Needs a consumer client (it need not
+ * subscribe; ferryctl uses one): other types get FERRY_ERR__WRONG_CLIENT_TYPE.
+ */
+FERRY_API ferry_err_t ferry_admin_group_request(ferry_client_t *client, int api, const char *group_id,
+                                                int32_t broker_id, const void *body, size_t body_len, void **resp,
+                                                size_t *resp_len, int timeout_ms, char *errstr, size_t errstr_size);
 
 /*
  * Metadata accessors. Indexes are positions (0 .. count-1), not ids; an out-of-range index gives

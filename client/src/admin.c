@@ -1,7 +1,11 @@
 /* admin.c: blocking operations run by the I/O thread: metadata, create/delete topic, list offsets. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ferry_int.h"
 
@@ -46,11 +50,15 @@ static void op_send(struct ferry_client *cl, struct op *op, struct broker *b)
     case OP_METADATA:
         ferry_metadata_pack_request(&pk, (const char *const *)op->topics, op->topic_count);
         break;
-    case OP_CREATE_TOPIC:
+    case OP_CREATE_TOPIC: {
+        char token[17];
+        snprintf(token, sizeof(token), "%016" PRIx64, (uint64_t)op->timestamp);
         msgpack_pack_map(&pk, 2);
         ferry_pack_key(&pk, "topics");
         msgpack_pack_array(&pk, 1);
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 5);
+        ferry_pack_key(&pk, "request_token"); /* the same in every attempt: a retry is not a conflict */
+        ferry_pack_str(&pk, token);
         ferry_pack_key(&pk, "name");
         ferry_pack_str(&pk, op->topics[0]);
         ferry_pack_key(&pk, "partitions");
@@ -66,6 +74,7 @@ static void op_send(struct ferry_client *cl, struct op *op, struct broker *b)
         ferry_pack_key(&pk, "timeout_ms");
         msgpack_pack_int64(&pk, left);
         break;
+    }
     case OP_DELETE_TOPIC:
         msgpack_pack_map(&pk, 2);
         ferry_pack_key(&pk, "topics");
@@ -260,8 +269,9 @@ static void on_op_response(struct ferry_client *cl, struct broker *b, int err, c
         return;
     }
     if (err != 0) {
-        /* Create/delete are not retried after a lost response: the broker may have done them. */
-        if (op->type == OP_CREATE_TOPIC || op->type == OP_DELETE_TOPIC)
+        /* Delete is not retried after a lost response: the broker may have done it. Create is: its
+         * request token makes a retry of a create that happened a success. */
+        if (op->type == OP_DELETE_TOPIC)
             ferry_op_complete(cl, op, (ferry_err_t)err, "%s", errmsg);
         else
             op_retry_or_fail(cl, op, err, errmsg, now);
@@ -316,6 +326,23 @@ static struct op *op_new(enum op_type type, const char *topic)
     return op;
 }
 
+/*
+ * A CreateTopics request token (docs/protocol.md): 64 random bits, sent with every attempt of one
+ * ferry_admin_create_topic call, so a retry after a controller change or a lost response is not
+ * mistaken for a conflicting create. Without getrandom, time, pid and a counter still differ per call.
+ */
+static uint64_t create_token(void)
+{
+    static _Atomic uint64_t counter;
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) == (ssize_t)sizeof(v) && v != 0)
+        return v;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    return v ^ (++counter * 0x9e3779b97f4a7c15u);
+}
+
 static bool topic_name_ok(const char *name)
 {
     return name != NULL && name[0] != '\0' && strlen(name) <= FERRY_MAX_TOPIC_NAME;
@@ -348,6 +375,7 @@ FERRY_API ferry_err_t ferry_admin_create_topic(ferry_client_t *cl, const char *n
     struct op *op = op_new(OP_CREATE_TOPIC, name);
     if (op == NULL)
         goto oom;
+    op->timestamp = (int64_t)create_token(); /* unused by creates otherwise: the request token */
     op->partitions = partitions;
     op->replication_factor = replication_factor;
     if (config_count > 0) {

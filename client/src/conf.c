@@ -78,8 +78,9 @@ static const struct conf_prop props[] = {
      OFF(max_partition_fetch_bytes), "Consumer: bytes per partition per fetch response."},
     {"auto.offset.reset", CT_ENUM, "earliest", 0, 0, "earliest|latest|error",
      {FERRY_RESET_EARLIEST, FERRY_RESET_LATEST, FERRY_RESET_ERROR}, OFF(auto_offset_reset),
-     "Consumer: where to go when the position is out of range; error = deliver an error event and stop "
-     "the partition until ferry_seek."},
+     "Consumer: where to go when the position is out of range, or (consumer group) when an assigned "
+     "partition has no committed offset; error = deliver an error event and stop the partition until "
+     "ferry_seek."},
     {"socket.connection.setup.timeout.ms", CT_INT, "10000", 100, 300000, NULL, {0},
      OFF(conn_setup_timeout_ms), "Time to connect, finish TLS and ApiVersions before giving up on a broker."},
     {"enable.idempotence", CT_ENUM, "true", 0, 0, "true|false", {1, 0}, OFF(idempotence),
@@ -89,6 +90,29 @@ static const struct conf_prop props[] = {
      "per partition, kept in order through retries. Requires acks=all: setting it to true with acks 0 or 1 "
      "is an error; left at its default, acks 0 or 1 turn it off. false: one batch in flight per partition "
      "(order kept) and a retry after a lost acknowledgement may store a batch twice."},
+    {"group.id", CT_STR, "", 0, 0, NULL, {0}, OFF(group_id),
+     "Consumer: the consumer group to join with ferry_subscribe (1..255 bytes); also the group of "
+     "ferry_commit_* and ferry_committed. Empty: no group (ferry_assign only)."},
+    {"group.instance.id", CT_STR, "", 0, 0, NULL, {0}, OFF(group_instance_id),
+     "Consumer: static membership (e.g. the pod name). A member that restarts with the same instance id "
+     "within session.timeout.ms gets its partitions back without a rebalance; close then leaves "
+     "temporarily (epoch -2) instead of for good."},
+    {"enable.auto.commit", CT_ENUM, "true", 0, 0, "true|false", {1, 0}, OFF(enable_auto_commit),
+     "Consumer group: commit the position of every owned partition every auto.commit.interval.ms, before a "
+     "partition is revoked, and at ferry_consumer_close. The position is the offset after the last "
+     "message ferry_consumer_poll returned (at-least-once)."},
+    {"auto.commit.interval.ms", CT_INT, "5000", 100, 86400000, NULL, {0}, OFF(auto_commit_interval_ms),
+     "Consumer group: how often enable.auto.commit commits positions that moved."},
+    {"session.timeout.ms", CT_INT, "45000", 1000, 3600000, NULL, {0}, OFF(session_timeout_ms),
+     "Consumer group: a member not heard from for this long is removed and its partitions move (the "
+     "broker bounds it with group.min/max.session.timeout.ms). Heartbeats come from libferry's I/O "
+     "thread, not from ferry_consumer_poll."},
+    {"heartbeat.interval.ms", CT_INT, "3000", 100, 3600000, NULL, {0}, OFF(heartbeat_interval_ms),
+     "Consumer group: heartbeat interval until the coordinator names its own (the broker's value wins)."},
+    {"max.poll.interval.ms", CT_INT, "300000", 1000, 86400000, NULL, {0}, OFF(max_poll_interval_ms),
+     "Consumer group: the processing deadline. If the application neither polls nor calls "
+     "ferry_consumer_extend_deadline for this long, libferry leaves the group (its partitions move; a "
+     "LOST event follows) and rejoins at the next poll."},
 };
 
 #define NPROPS (sizeof props / sizeof props[0])
@@ -166,6 +190,11 @@ static ferry_err_t prop_validate(const struct conf_prop *p, const char *value, i
             ferry_set_errstr(errstr, errstr_size, "client.id: longer than %d bytes", FERRY_MAX_CLIENT_ID);
             return FERRY_ERR__INVALID_CONFIG_VALUE;
         }
+        if ((strcmp(p->name, "group.id") == 0 || strcmp(p->name, "group.instance.id") == 0) &&
+            strlen(value) > FERRY_MAX_GROUP_ID) {
+            ferry_set_errstr(errstr, errstr_size, "%s: longer than %d bytes", p->name, FERRY_MAX_GROUP_ID);
+            return FERRY_ERR__INVALID_CONFIG_VALUE;
+        }
         return FERRY_ERR_NONE;
     case CT_INT:
         if (parse_int(value, ival) != 0 || *ival < p->min || *ival > p->max) {
@@ -229,6 +258,8 @@ FERRY_API ferry_conf_t *ferry_conf_dup(const ferry_conf_t *conf)
     copy->delivery_cb = conf->delivery_cb;
     copy->log_cb = conf->log_cb;
     copy->opaque = conf->opaque;
+    copy->rebalance_cb = conf->rebalance_cb;
+    copy->commit_cb = conf->commit_cb;
     return copy;
 }
 
@@ -347,6 +378,8 @@ int ferry_settings_load(const ferry_conf_t *conf, struct ferry_settings *s, char
         }
         s->idempotence = 0;
     }
+    s->rebalance_cb = conf->rebalance_cb;
+    s->commit_cb = conf->commit_cb;
     return 0;
 }
 
@@ -357,6 +390,8 @@ void ferry_settings_free(struct ferry_settings *s)
     free(s->ca_location);
     free(s->cert_location);
     free(s->key_location);
+    free(s->group_id);
+    free(s->group_instance_id);
     memset(s, 0, sizeof *s);
 }
 
@@ -376,4 +411,16 @@ FERRY_API void ferry_conf_set_opaque(ferry_conf_t *conf, void *opaque)
 {
     if (conf)
         conf->opaque = opaque;
+}
+
+FERRY_API void ferry_conf_set_rebalance_cb(ferry_conf_t *conf, ferry_rebalance_cb_t *cb)
+{
+    if (conf)
+        conf->rebalance_cb = cb;
+}
+
+FERRY_API void ferry_conf_set_commit_cb(ferry_conf_t *conf, ferry_commit_cb_t *cb)
+{
+    if (conf)
+        conf->commit_cb = cb;
 }

@@ -1,4 +1,4 @@
-/* consumer.c: manual assignment, seeking, fetching into a bounded prefetch queue, and messages. */
+/* consumer.c: the assignment (manual or from the group), seeking, fetching into a bounded prefetch queue, messages. */
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -264,6 +264,8 @@ static const msgpack_object *find_partition(struct ferry_mp_reader *rd, const ms
 /* A failed fetch or list-offsets of cp: decide between retry, reset and an error event. */
 static void partition_failed(struct ferry_client *cl, struct cpart *cp, int err, const char *msg, int64_t now)
 {
+    ferry_log(cl, FERRY_LOG_DEBUG, "%s/%d: fetch or list offsets at %lld failed: %s (%s)", cp->topic,
+              (int)cp->partition, (long long)cp->position, msg, ferry_err_name((ferry_err_t)err));
     if (err == FERRY_ERR_OFFSET_OUT_OF_RANGE) {
         switch (cl->s.auto_offset_reset) {
         case FERRY_RESET_EARLIEST:
@@ -391,6 +393,7 @@ static void on_list_offsets(struct ferry_client *cl, struct broker *b, int err, 
             continue;
         }
         cp->position = off;
+        ferry_log(cl, FERRY_LOG_DEBUG, "%s/%d: starts at offset %lld", cp->topic, (int)cp->partition, (long long)off);
     }
     free(fr);
     ferry_kick(cl);
@@ -494,6 +497,9 @@ static void send_requests(struct ferry_client *cl, struct broker *b, bool fetch,
 
 void ferry_consumer_service(struct ferry_client *cl, int64_t now)
 {
+    /* Group membership first: it adds and removes partitions of the assignment. (client.c calls
+     * only this for consumers; ferry_group_service is safe to call more than once a pass.) */
+    ferry_group_service(cl, now);
     /* Sync with assign/seek and sweep removed partitions nobody references any more. */
     pthread_mutex_lock(&cl->lock);
     for (struct cpart **pp = &cl->asg; *pp;) {
@@ -510,6 +516,25 @@ void ferry_consumer_service(struct ferry_client *cl, int64_t now)
             cp->position = cp->want_offset;
             cp->stopped = false;
             cp->retry_at_ms = 0;
+            if (cp->start_error) {
+                cp->start_error = false;
+                struct ferry_message *m = error_message_new(
+                    cp, FERRY_ERR_OFFSET_OUT_OF_RANGE,
+                    "no committed offset and auto.offset.reset=error (partition stopped until ferry_seek)");
+                if (m != NULL) {
+                    m->cp = cp;
+                    m->epoch = cp->epoch;
+                    if (cl->msgs_tail)
+                        cl->msgs_tail->next = m;
+                    else
+                        cl->msgs = m;
+                    cl->msgs_tail = m;
+                    cl->msgs_bytes += m->size;
+                    cl->msgs_count++;
+                    pthread_cond_broadcast(&cl->cond);
+                }
+                cp->stopped = true;
+            }
         }
         pp = &cp->next;
     }
@@ -569,6 +594,7 @@ static void cpart_list_free(struct cpart *cp)
 
 void ferry_consumer_free(struct ferry_client *cl)
 {
+    ferry_group_free(cl);
     while (cl->msgs) {
         struct ferry_message *next = cl->msgs->next;
         free(cl->msgs);
@@ -587,6 +613,56 @@ static struct cpart *find_assigned_locked(struct ferry_client *cl, const char *t
         if (!cp->removed && cp->partition == partition && strcmp(cp->topic, topic) == 0)
             return cp;
     return NULL;
+}
+
+struct cpart *ferry_consumer_find_locked(struct ferry_client *cl, const char *topic, int32_t partition)
+{
+    return find_assigned_locked(cl, topic, partition);
+}
+
+struct cpart *ferry_consumer_add_locked(struct ferry_client *cl, const char *topic, int32_t partition,
+                                        int64_t offset, int64_t app_position)
+{
+    assert(offset >= FERRY_OFFSET_BEGINNING);
+    struct cpart *cp = calloc(1, sizeof *cp);
+    char *t = strdup(topic);
+    if (cp == NULL || t == NULL) {
+        free(cp);
+        free(t);
+        return NULL;
+    }
+    cp->topic = t;
+    cp->partition = partition;
+    cp->want_offset = offset;
+    cp->epoch = 1;
+    cp->group_owned = true;
+    cp->app_position = app_position;
+    cp->next = cl->asg;
+    cl->asg = cp;
+    cl->asg_epoch++;
+    ferry_wake_locked(cl);
+    return cp;
+}
+
+void ferry_consumer_remove_locked(struct ferry_client *cl, struct cpart *cp)
+{
+    if (cp->removed)
+        return;
+    cp->removed = true;
+    queue_drop_partition_locked(cl, cp);
+    cl->asg_epoch++;
+    ferry_wake_locked(cl);
+}
+
+void ferry_consumer_seek_locked(struct ferry_client *cl, struct cpart *cp, int64_t offset)
+{
+    cp->want_offset = offset;
+    cp->epoch++;
+    cp->app_position = offset >= 0 ? offset : -1;
+    cp->rewind = false;
+    cl->asg_epoch++;
+    queue_drop_partition_locked(cl, cp);
+    ferry_wake_locked(cl);
 }
 
 bool ferry_consumer_is_assigned(struct ferry_client *cl, const char *topic, int32_t partition)
@@ -629,6 +705,7 @@ FERRY_API ferry_err_t ferry_assign(ferry_client_t *cl, const ferry_topic_partiti
         cp->partition = parts[i].partition;
         cp->want_offset = parts[i].offset;
         cp->epoch = 1;
+        cp->app_position = parts[i].offset >= 0 ? parts[i].offset : -1;
         *tail = cp;
         tail = &cp->next;
     }
@@ -637,6 +714,11 @@ FERRY_API ferry_err_t ferry_assign(ferry_client_t *cl, const ferry_topic_partiti
         pthread_mutex_unlock(&cl->lock);
         cpart_list_free(head);
         return FERRY_ERR__DESTROYED;
+    }
+    if (ferry_group_subscribed_locked(cl)) {
+        pthread_mutex_unlock(&cl->lock);
+        cpart_list_free(head);
+        return FERRY_ERR__INVALID_ARG; /* the group owns the assignment */
     }
     for (struct cpart *cp = cl->asg; cp; cp = cp->next) {
         if (!cp->removed) {
@@ -670,11 +752,9 @@ FERRY_API ferry_err_t ferry_seek(ferry_client_t *cl, const char *topic, int32_t 
         pthread_mutex_unlock(&cl->lock);
         return FERRY_ERR__NOT_ASSIGNED;
     }
-    cp->want_offset = offset;
-    cp->epoch++;
-    cl->asg_epoch++;
-    queue_drop_partition_locked(cl, cp);
-    ferry_wake_locked(cl);
+    bool back = offset >= 0 && (cp->app_position < 0 || offset < cp->app_position);
+    ferry_consumer_seek_locked(cl, cp, offset);
+    cp->rewind = back; /* the next commit of it may go below the committed offset */
     pthread_mutex_unlock(&cl->lock);
     return FERRY_ERR_NONE;
 }
@@ -684,8 +764,15 @@ FERRY_API ferry_message_t *ferry_consumer_poll(ferry_client_t *cl, int timeout_m
     if (cl == NULL || cl->type != FERRY_CONSUMER)
         return NULL;
     int64_t deadline = ferry_deadline(timeout_ms);
+    ferry_group_poll_begin(cl); /* serves rebalance/commit callbacks */
     pthread_mutex_lock(&cl->lock);
     while (cl->msgs == NULL && timeout_ms != 0) {
+        if (ferry_group_events_pending_locked(cl)) {
+            pthread_mutex_unlock(&cl->lock);
+            ferry_group_serve(cl);
+            pthread_mutex_lock(&cl->lock);
+            continue;
+        }
         if (cl->closing || cl->closed || ferry_cond_wait_until(cl, deadline) == ETIMEDOUT)
             break;
     }
@@ -697,6 +784,8 @@ FERRY_API ferry_message_t *ferry_consumer_poll(ferry_client_t *cl, int timeout_m
         cl->msgs_bytes -= m->size;
         cl->msgs_count--;
         m->next = NULL;
+        if (m->err == FERRY_ERR_NONE && m->cp != NULL)
+            m->cp->app_position = m->offset + 1;
         m->cp = NULL;
         if (cl->fetch_starved && cl->msgs_bytes < prefetch_limit(cl) / 2) {
             cl->fetch_starved = false;
@@ -704,6 +793,7 @@ FERRY_API ferry_message_t *ferry_consumer_poll(ferry_client_t *cl, int timeout_m
         }
     }
     pthread_mutex_unlock(&cl->lock);
+    ferry_group_poll_end(cl);
     return m;
 }
 

@@ -71,6 +71,16 @@ struct ferry_settings {
     int64_t auto_offset_reset;
     int64_t conn_setup_timeout_ms;
     int64_t idempotence; /* enable.idempotence, after the acks rule (conf.c): 1 = on */
+    /* consumer groups (group.c) */
+    char *group_id;          /* "" = no group */
+    char *group_instance_id; /* "" = dynamic member */
+    int64_t enable_auto_commit;
+    int64_t auto_commit_interval_ms;
+    int64_t session_timeout_ms;
+    int64_t heartbeat_interval_ms;
+    int64_t max_poll_interval_ms;
+    ferry_rebalance_cb_t *rebalance_cb; /* copied from the conf (not table settings) */
+    ferry_commit_cb_t *commit_cb;
 };
 
 struct ferry_conf {
@@ -78,6 +88,8 @@ struct ferry_conf {
     ferry_delivery_cb_t *delivery_cb;
     ferry_log_cb_t *log_cb;
     void *opaque;
+    ferry_rebalance_cb_t *rebalance_cb;
+    ferry_commit_cb_t *commit_cb;
 };
 
 /* Fills s from conf (values already validated by ferry_conf_set). Returns 0 or -1 (no memory). */
@@ -320,6 +332,11 @@ struct cpart {
     bool fetching;       /* in a fetch or list-offsets request */
     bool stopped;        /* error reported; waits for a seek */
     int64_t retry_at_ms;
+    /* consumer groups (shared, cl->lock) */
+    bool group_owned;     /* added by the group membership (group.c), not by ferry_assign */
+    bool start_error;     /* no committed offset and auto.offset.reset=error: report and stop */
+    int64_t app_position; /* offset after the last message handed out, or where a seek put it; -1 unknown */
+    bool rewind;          /* ferry_seek moved it below app_position: the next commit says "rewind" */
 };
 
 struct ferry_message {
@@ -346,6 +363,17 @@ struct ferry_message {
 };
 
 void ferry_consumer_service(struct ferry_client *cl, int64_t now);
+/*
+ * Group membership helpers (cl->lock held). add: a new group-owned partition fetched from offset
+ * (>= 0, FERRY_OFFSET_BEGINNING/END); app_position as given (-1 unknown); NULL when out of memory.
+ * remove: stops fetching it and drops its queued messages. find: a live (not removed) entry.
+ */
+struct cpart *ferry_consumer_add_locked(struct ferry_client *cl, const char *topic, int32_t partition,
+                                        int64_t offset, int64_t app_position);
+void ferry_consumer_remove_locked(struct ferry_client *cl, struct cpart *cp);
+struct cpart *ferry_consumer_find_locked(struct ferry_client *cl, const char *topic, int32_t partition);
+/* Seeks a partition (cl->lock held): a reset from the coordinator. */
+void ferry_consumer_seek_locked(struct ferry_client *cl, struct cpart *cp, int64_t offset);
 bool ferry_consumer_is_assigned(struct ferry_client *cl, const char *topic, int32_t partition);
 /* Frees the assignment and queued messages (client destroy, loop stopped). */
 void ferry_consumer_free(struct ferry_client *cl);
@@ -415,7 +443,31 @@ struct ferry_client {
     int64_t producer_id;
     int16_t producer_epoch;
     int64_t pid_retry_at_ms;
+    /* consumer groups (group.c): created on first use under cl->lock, freed at destroy */
+    struct ferry_group *grp;
 };
+
+/* ---- consumer groups (group.c) ---- */
+
+/* Group ids: 1..255 bytes (docs/consumer-groups.md, Limits: keys of the offsets topic stay small). */
+#define FERRY_MAX_GROUP_ID 255
+/* Topics one member may subscribe to (the request size). */
+#define FERRY_MAX_SUBSCRIBED_TOPICS 1000
+
+/* I/O thread: coordinator lookup, heartbeats, reconciliation, commits, group admin requests. */
+void ferry_group_service(struct ferry_client *cl, int64_t now);
+/* Application thread inside ferry_consumer_poll, cl->lock NOT held: restarts the processing
+ * deadline, rejoins after it expired, and serves rebalance/commit callbacks. */
+void ferry_group_poll_begin(struct ferry_client *cl);
+void ferry_group_poll_end(struct ferry_client *cl);
+/* Serves queued rebalance/commit callbacks on the calling thread (cl->lock NOT held). */
+void ferry_group_serve(struct ferry_client *cl);
+/* 1 if callbacks wait to be served (cl->lock held). */
+bool ferry_group_events_pending_locked(struct ferry_client *cl);
+/* 1 if the consumer is subscribed (cl->lock held). */
+bool ferry_group_subscribed_locked(struct ferry_client *cl);
+/* Frees the group state (client destroy; the I/O thread is gone). */
+void ferry_group_free(struct ferry_client *cl);
 
 /* Logs through the log callback (if any). */
 void ferry_log(struct ferry_client *cl, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,4 +1,4 @@
-/* cmd_consume.c: `ferryctl consume TOPIC`: assign partitions, read from a position, print records. */
+/* cmd_consume.c: `ferryctl consume TOPIC`: assign partitions (or join a group), read from a position, print records. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -9,7 +9,7 @@
 
 #include "ferryctl.h"
 
-enum { C_PARTITION = 1, C_FROM, C_COUNT, C_TIMEOUT, C_PRINT };
+enum { C_PARTITION = 1, C_FROM, C_COUNT, C_TIMEOUT, C_PRINT, C_GROUP };
 
 const struct optdef consume_opts[] = {
     {"partition", 'p', 1, C_PARTITION, "N[,N..]", "read only these partitions (repeatable; default all)"},
@@ -18,6 +18,9 @@ const struct optdef consume_opts[] = {
     {"count", 'n', 1, C_COUNT, "N", "stop after N records"},
     {"timeout", 0, 1, C_TIMEOUT, "MS", "stop after MS without a new record (default: follow forever)"},
     {"print", 0, 1, C_PRINT, "TEMPLATE", "text format per record, e.g. '%p/%o %k=%v' (newline added)"},
+    {"group", 'g', 1, C_GROUP, "GROUP",
+     "consume as a member of consumer group GROUP: partitions come from the group, reading starts at the "
+     "group's committed offsets (else --from start|end), positions are committed at exit"},
     {0},
 };
 
@@ -275,6 +278,8 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
     enum from_kind from = FROM_START;
     int64_t from_val = 0, count = -1, idle_ms = -1;
     const char *tmpl = NULL;
+    const char *group = NULL;
+    bool from_given = false;
     int32_t *req = calloc(CONSUME_MAX_PARTITIONS, sizeof(*req));
     size_t nreq = 0;
     int rc = EXIT_USAGE;
@@ -296,7 +301,11 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
                 goto out;
             }
             break;
+        case C_GROUP:
+            group = o->val;
+            break;
         case C_FROM:
+            from_given = true;
             if (parse_from(o->val, &from, &from_val) != 0) {
                 usage_error(ctl, "--from wants start, end, OFFSET, @TIMESTAMP_MS or time:RFC3339, got '%s'",
                             o->val);
@@ -335,6 +344,11 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
         goto out;
     }
     const char *topic = p->pos[0];
+    if (group && (nreq > 0 || (from_given && from != FROM_START && from != FROM_END))) {
+        usage_error(ctl, "--group takes its partitions from the group: no -p, and --from only start or end "
+                         "(where to begin without a committed offset)");
+        goto out;
+    }
 
     char err[512] = "";
     ferry_conf_t *conf = ctl_make_conf(ctl, err, sizeof(err));
@@ -350,10 +364,31 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
         policy_given |= strcmp(ctl->settings[i].key, "auto.offset.reset") == 0;
     if (from == FROM_OFFSET && !policy_given)
         (void)ferry_conf_set(conf, "auto.offset.reset", "error", NULL, 0);
+    if (group) {
+        if (ferry_conf_set(conf, "group.id", group, err, sizeof(err)) != FERRY_ERR_NONE ||
+            (!policy_given && ferry_conf_set(conf, "auto.offset.reset", from == FROM_END ? "latest" : "earliest",
+                                             err, sizeof(err)) != FERRY_ERR_NONE)) {
+            ferry_conf_destroy(conf);
+            usage_error(ctl, "--group: %s", err);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
     rc = ctl_client_new(ctl, FERRY_CONSUMER, conf, &client);
     if (rc)
         goto out;
-    ferry_err_t e = ferry_admin_describe_cluster(client, &topic, 1, &md, ctl->timeout_ms, err, sizeof(err));
+    ferry_err_t e;
+    if (group) {
+        e = ferry_subscribe(client, &topic, 1);
+        if (e != FERRY_ERR_NONE) {
+            report_error(ctl, e, "subscribe %s as group %s: %s", topic, group, ferry_err_str(e));
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        nparts = SIZE_MAX; /* errors are per partition; the group decides which */
+        goto poll;
+    }
+    e = ferry_admin_describe_cluster(client, &topic, 1, &md, ctl->timeout_ms, err, sizeof(err));
     if (e != FERRY_ERR_NONE) {
         report_error(ctl, e, "metadata from %s: %s", ctl->brokers, err[0] ? err : ferry_err_str(e));
         rc = EXIT_FAIL;
@@ -421,6 +456,8 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
         goto out;
     }
 
+poll:;
+
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -456,7 +493,7 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
             int32_t pid = ferry_message_partition(m);
             const char *detail = ferry_message_errstr(m);
             nerrors++;
-            for (size_t i = 0; i < nparts; i++)
+            for (size_t i = 0; parts != NULL && i < nparts; i++)
                 if (parts[i].partition == pid && !parts[i].dead && !ferry_err_is_retriable(me)) {
                     parts[i].dead = true;
                     ndead++;
@@ -491,6 +528,14 @@ int cmd_consume(struct ctl *ctl, const struct parsed *p)
             break; /* reader went away (EPIPE) */
     }
     fflush(stdout);
+    if (group) {
+        /* Commit what was printed and leave, so the partitions move to the other members at once. */
+        e = ferry_consumer_close(client, ctl->timeout_ms);
+        if (e != FERRY_ERR_NONE) {
+            fprintf(stderr, "ferryctl consume: leaving group %s: %s\n", group, ferry_err_str(e));
+            nerrors++;
+        }
+    }
     if (nerrors)
         rc = (printed > 0 || ndead < nparts) ? EXIT_PARTIAL : EXIT_FAIL;
 

@@ -143,6 +143,10 @@ int cmd_topic_delete(struct ctl *ctl, const struct parsed *p);
 int cmd_produce(struct ctl *ctl, const struct parsed *p);
 int cmd_consume(struct ctl *ctl, const struct parsed *p);
 int cmd_cluster_info(struct ctl *ctl, const struct parsed *p);
+int cmd_group_list(struct ctl *ctl, const struct parsed *p);
+int cmd_group_describe(struct ctl *ctl, const struct parsed *p);
+int cmd_group_seek(struct ctl *ctl, const struct parsed *p);
+int cmd_group_delete(struct ctl *ctl, const struct parsed *p);
 int cmd_profile_create(struct ctl *ctl, const struct parsed *p);
 int cmd_profile_list(struct ctl *ctl, const struct parsed *p);
 int cmd_profile_show(struct ctl *ctl, const struct parsed *p);
@@ -151,6 +155,7 @@ int cmd_profile_delete(struct ctl *ctl, const struct parsed *p);
 
 extern const struct optdef topic_create_opts[], topic_list_opts[], topic_describe_opts[],
     topic_delete_opts[], produce_opts[], consume_opts[], cluster_info_opts[], profile_create_opts[],
-    profile_plain_opts[], profile_delete_opts[];
+    profile_plain_opts[], profile_delete_opts[], group_list_opts[], group_describe_opts[], group_seek_opts[],
+    group_delete_opts[];
 
 #endif

@@ -78,8 +78,24 @@ static const struct command commands[] = {
      "offset requests is FERRYCTL_TIMEOUT (default 10000 ms).",
      consume_opts, cmd_consume, false},
     {"topic", "consume", "TOPIC", "same as `ferryctl consume`", NULL, consume_opts, cmd_consume, true},
-    {"cluster", "info", "", "brokers, controller, topic and partition counts", NULL, cluster_info_opts,
-     cmd_cluster_info, false},
+    {"cluster", "info", "", "brokers, controller, topic and partition counts, leaders per broker", NULL,
+     cluster_info_opts, cmd_cluster_info, false},
+    {"group", "list", "", "consumer groups of every broker: state and member count", NULL, group_list_opts,
+     cmd_group_list, false},
+    {"group", "describe", "GROUP", "members, client ids, assignments, committed offsets, log end and lag",
+     "Asks the group's coordinator. Per partition: the committed offset, the log end offset and\n"
+     "the lag (log end - committed; log end - log start when nothing is committed); then the total lag.",
+     group_describe_opts, cmd_group_describe, false},
+    {"group", "seek", "GROUP", "reset a group's committed offsets (dry run unless --execute)",
+     "Resolves --to for each partition (--topic, else every partition with a committed offset) and\n"
+     "prints the plan: current committed offset, new offset (clamped to the log), log end. Nothing\n"
+     "changes without --execute. Allowed on an active group: the coordinator writes the offsets and\n"
+     "the members owning those partitions seek to them before their next fetch.\n"
+     "Example: ferryctl group seek billing --to shift:-100 --topic orders:0,1 --execute",
+     group_seek_opts, cmd_group_seek, false},
+    {"group", "reset", "GROUP", "same as `ferryctl group seek`", NULL, group_seek_opts, cmd_group_seek, true},
+    {"group", "delete", "GROUP...", "delete groups and their committed offsets (only empty groups)", NULL,
+     group_delete_opts, cmd_group_delete, false},
     {"profile", "create", "NAME", "save the global flags given here as a named profile",
      "Example: ferryctl profile create dev --brokers 127.0.0.1:9700 --ca build/certs/ca.crt --use",
      profile_create_opts, cmd_profile_create, false},
