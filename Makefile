@@ -151,6 +151,8 @@ integration: deps all $(INTEG_BINS) certs
 	@set -e; for t in $(INTEG_BINS); do echo "== $$t"; $$t --jobs=1; done
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(RAFT_TEST_BINS) $(INTEG_BINS) certs
+	@echo "== jepsen checker and nemesis unit tests (python3)"
+	@python3 -B -m unittest -q jepsen/checker/test_checker.py jepsen/nemesis/test_nemesis.py
 	@tests/run-all.sh $(BUILD) $(UNIT_BINS) $(RAFT_TEST_BINS) $(INTEG_BINS)
 
 bench: deps

@@ -12,10 +12,10 @@
  * a fetch response at most fetch.max.bytes (capped below). 64 MiB bounds per-connection memory. */
 #define FERRY_MAX_FRAME_BYTES (64u * 1024 * 1024)
 
-/* Counted in containers (arrays and maps). The deepest message we define is a Metadata response:
- * envelope > body > topics[] > topic{} > partitions[] > partition{} > replicas[]: 7 levels.
- * 8 leaves headroom for new versions while stopping stack/heap blow-up from hostile nesting. */
-#define FERRY_MAX_NESTING_DEPTH 8
+/* Counted in containers (arrays and maps). The deepest message we define is a DescribeGroups response:
+ * envelope > body > groups[] > group{} > members[] > member{} > assigned[] > assignment{} > partitions[]:
+ * 9 levels. 10 leaves headroom for new versions while stopping stack/heap blow-up from hostile nesting. */
+#define FERRY_MAX_NESTING_DEPTH 10
 
 /* Arrays: one element per topic/partition/offset request. 100k covers a 10k-partition metadata
  * response with room to spare; each element must also fit in the remaining frame bytes. */

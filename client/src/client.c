@@ -155,6 +155,7 @@ static void service(struct ferry_client *cl)
         ferry_producer_service(cl, now);
     if (cl->type == FERRY_CONSUMER)
         ferry_consumer_service(cl, now);
+    ferry_group_service(cl, now); /* group membership and group admin requests (any client type) */
     ferry_ops_service(cl, now);
     ferry_metadata_service(cl, now);
 
@@ -328,6 +329,8 @@ static ferry_err_t client_close(struct ferry_client *cl, int timeout_ms, bool se
     ferry_err_t err = FERRY_ERR_NONE;
     if (cl->type == FERRY_PRODUCER && timeout_ms != 0)
         err = ferry_flush(cl, timeout_ms);
+    if (cl->type == FERRY_CONSUMER && timeout_ms != 0)
+        (void)ferry_consumer_close(cl, timeout_ms); /* leave the group now, not by session timeout */
 
     pthread_mutex_lock(&cl->lock);
     cl->closing = true;

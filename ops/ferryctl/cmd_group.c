@@ -272,16 +272,64 @@ static void json_tps(struct jw *w, const char *key, const msgpack_object_array *
     jw_arr_end(w);
 }
 
-static void describe_print(const struct ctl *ctl, const msgpack_object *g)
+/* v as text, or none when v is negative (unknown). */
+static const char *num_or(char *buf, size_t len, int64_t v, const char *none)
+{
+    if (v < 0)
+        snprintf(buf, len, "%s", none);
+    else
+        snprintf(buf, len, "%" PRId64, v);
+    return buf;
+}
+
+/* One row of a group's offsets. */
+struct orow {
+    char topic[256];
+    int64_t partition, committed, log_end, lag;
+};
+
+/*
+ * The offsets rows of a DescribeGroups item. The coordinator knows the log end only of partitions it
+ * replicates (-1 otherwise): those are asked of the partition's leader here (ListOffsets), and the
+ * lag computed as the protocol defines it. A row stays -1 if that fails. NULL when out of memory.
+ */
+static struct orow *offset_rows(const struct ctl *ctl, ferry_client_t *c, const msgpack_object_array *offsets)
+{
+    struct orow *rows = calloc(offsets->size + 1, sizeof *rows);
+    if (rows == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < offsets->size; i++) {
+        const msgpack_object *o = &offsets->ptr[i];
+        struct orow *r = &rows[i];
+        mp_str(o, "topic", r->topic, sizeof r->topic);
+        r->partition = mp_int(o, "partition", -1);
+        r->committed = mp_int(o, "committed", -1);
+        r->log_end = mp_int(o, "log_end", -1);
+        r->lag = mp_int(o, "lag", -1);
+        if (r->log_end >= 0 || r->partition < 0 || r->partition > INT32_MAX)
+            continue;
+        int64_t hi = -1, lo = -1;
+        if (ferry_admin_list_offsets(c, r->topic, (int32_t)r->partition, FERRY_TIMESTAMP_LATEST, &hi, ctl->timeout_ms,
+                                     NULL, 0) != FERRY_ERR_NONE)
+            continue;
+        r->log_end = hi;
+        if (r->committed >= 0)
+            r->lag = hi - r->committed;
+        else if (ferry_admin_list_offsets(c, r->topic, (int32_t)r->partition, FERRY_TIMESTAMP_EARLIEST, &lo,
+                                          ctl->timeout_ms, NULL, 0) == FERRY_ERR_NONE)
+            r->lag = hi - lo;
+    }
+    return rows;
+}
+
+static void describe_print(const struct ctl *ctl, const msgpack_object *g, const struct orow *rows)
 {
     char buf[512], state[32];
     const msgpack_object_array *members = mp_arr(g, "members");
     const msgpack_object_array *offsets = mp_arr(g, "offsets");
     int64_t total = 0;
-    for (uint32_t i = 0; i < offsets->size; i++) {
-        int64_t lag = mp_int(&offsets->ptr[i], "lag", 0);
-        total += lag > 0 ? lag : 0;
-    }
+    for (uint32_t i = 0; i < offsets->size; i++)
+        total += rows[i].lag > 0 ? rows[i].lag : 0;
     mp_str(g, "state", state, sizeof state);
     if (ctl->format == FMT_JSON) {
         struct jw w;
@@ -319,13 +367,12 @@ static void describe_print(const struct ctl *ctl, const msgpack_object *g)
         jw_key(&w, "offsets");
         jw_arr_begin(&w);
         for (uint32_t i = 0; i < offsets->size; i++) {
-            const msgpack_object *o = &offsets->ptr[i];
             jw_obj_begin(&w);
-            jw_kstr(&w, "topic", mp_str(o, "topic", buf, sizeof buf));
-            jw_kint(&w, "partition", mp_int(o, "partition", -1));
-            jw_kint(&w, "committed", mp_int(o, "committed", -1));
-            jw_kint(&w, "log_end", mp_int(o, "log_end", -1));
-            jw_kint(&w, "lag", mp_int(o, "lag", 0));
+            jw_kstr(&w, "topic", rows[i].topic);
+            jw_kint(&w, "partition", rows[i].partition);
+            jw_kint(&w, "committed", rows[i].committed);
+            jw_kint(&w, "log_end", rows[i].log_end);
+            jw_kint(&w, "lag", rows[i].lag);
             jw_obj_end(&w);
         }
         jw_arr_end(&w);
@@ -357,15 +404,11 @@ static void describe_print(const struct ctl *ctl, const msgpack_object *g)
     if (offsets->size > 0) {
         printf("\n%-32s %9s %12s %12s %10s\n", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG");
         for (uint32_t i = 0; i < offsets->size; i++) {
-            const msgpack_object *o = &offsets->ptr[i];
-            int64_t committed = mp_int(o, "committed", -1);
-            char cbuf[32];
-            if (committed < 0)
-                snprintf(cbuf, sizeof cbuf, "-");
-            else
-                snprintf(cbuf, sizeof cbuf, "%" PRId64, committed);
-            printf("%-32s %9" PRId64 " %12s %12" PRId64 " %10" PRId64 "\n", mp_str(o, "topic", buf, sizeof buf),
-                   mp_int(o, "partition", -1), cbuf, mp_int(o, "log_end", -1), mp_int(o, "lag", 0));
+            const struct orow *r = &rows[i];
+            char cbuf[32], ebuf[32], lbuf[32];
+            printf("%-32s %9" PRId64 " %12s %12s %10s\n", r->topic, r->partition,
+                   num_or(cbuf, sizeof cbuf, r->committed, "-"), num_or(ebuf, sizeof ebuf, r->log_end, "?"),
+                   num_or(lbuf, sizeof lbuf, r->lag, "?"));
         }
     }
 }
@@ -405,8 +448,14 @@ int cmd_group_describe(struct ctl *ctl, const struct parsed *p)
                 mp_str(g, "error_message", msg, sizeof msg);
                 report_error(ctl, (ferry_err_t)ge, "%s: %s", group, msg[0] ? msg : ferry_err_str((ferry_err_t)ge));
             } else {
-                describe_print(ctl, g);
-                rc = EXIT_OK;
+                struct orow *rows = offset_rows(ctl, c, mp_arr(g, "offsets"));
+                if (rows == NULL) {
+                    report_error(ctl, FERRY_ERR__NO_MEMORY, "%s: out of memory", group);
+                } else {
+                    describe_print(ctl, g, rows);
+                    rc = EXIT_OK;
+                }
+                free(rows);
             }
         }
         answer_free(&a);

@@ -237,8 +237,10 @@ Test(prescan, nesting_depth)
         buf[i] = 0x91; /* array(1) */
     buf[FERRY_MAX_NESTING_DEPTH] = 0xc0;
     expect_check(buf, FERRY_MAX_NESTING_DEPTH + 1, 0, NULL, "depth at the limit");
-    buf[FERRY_MAX_NESTING_DEPTH] = 0x90; /* a 9th (empty) container */
-    expect_check(buf, FERRY_MAX_NESTING_DEPTH + 1, FERRY_ERR_LIMIT_EXCEEDED, "byte 8", "too deep (empty)");
+    char at[32];
+    snprintf(at, sizeof(at), "byte %d", FERRY_MAX_NESTING_DEPTH);
+    buf[FERRY_MAX_NESTING_DEPTH] = 0x90; /* one (empty) container too many */
+    expect_check(buf, FERRY_MAX_NESTING_DEPTH + 1, FERRY_ERR_LIMIT_EXCEEDED, at, "too deep (empty)");
     buf[FERRY_MAX_NESTING_DEPTH] = 0x81; /* map(1) */
     buf[FERRY_MAX_NESTING_DEPTH + 1] = 0xa0;
     buf[FERRY_MAX_NESTING_DEPTH + 2] = 0xc0;
