@@ -198,27 +198,35 @@ if ! show "$SERVICE" "${TLS[@]}" --topic orders --count "$EVENTS"; then
     failed=1
 fi
 
-bold "Three independent readers, each reading every partition from the start (client/examples/order_reader.c)"
-declare -A reader_pid
-for r in "${READERS[@]}"; do
-    "$READER" --name "$r" "${TLS[@]}" --topic orders --expect "$EVENTS" >"$RUN/reader-$r.out" 2>&1 &
-    reader_pid[$r]=$!
-    printf '$ %s --name %s --brokers %s --ca %s --topic orders --expect %s &\n' "${READER#"$ROOT"/}" "$r" \
-        "$BROKERS" "${CERTS#"$ROOT"/}/ca.crt" "$EVENTS"
-done
-for r in "${READERS[@]}"; do
-    rc=0
-    wait "${reader_pid[$r]}" || rc=$?
-    echo
-    cat "$RUN/reader-$r.out"
-    got=$(sed -n "s/^$r: received \([0-9]*\) events$/\1/p" "$RUN/reader-$r.out")
-    if [ "$rc" -ne 0 ] || [ "${got:-0}" -ne "$EVENTS" ]; then
-        echo "CHECK FAILED: $r received ${got:-0} of $EVENTS events (exit $rc)" >&2
-        failed=1
-    else
-        echo "check: $r received all $EVENTS events"
-    fi
-done
+# run_readers N: the three services, each its own consumer group (fan-out: every group gets every event),
+# each expecting N events from its group's committed offsets; checks each got exactly N.
+run_readers() {
+    local want=$1 r rc got
+    declare -A reader_pid
+    for r in "${READERS[@]}"; do
+        "$READER" --name "$r" "${TLS[@]}" --topic orders --group "$r" --expect "$want" >"$RUN/reader-$r.out" 2>&1 &
+        reader_pid[$r]=$!
+        printf '$ %s --name %s --brokers %s --ca %s --topic orders --group %s --expect %s &\n' "${READER#"$ROOT"/}" \
+            "$r" "$BROKERS" "${CERTS#"$ROOT"/}/ca.crt" "$r" "$want"
+    done
+    for r in "${READERS[@]}"; do
+        rc=0
+        wait "${reader_pid[$r]}" || rc=$?
+        echo
+        cat "$RUN/reader-$r.out"
+        got=$(sed -n "s/^$r: received \([0-9]*\) events$/\1/p" "$RUN/reader-$r.out")
+        if [ "$rc" -ne 0 ] || [ "${got:-0}" -ne "$want" ]; then
+            echo "CHECK FAILED: $r received ${got:-0} of $want events (exit $rc)" >&2
+            failed=1
+        else
+            echo "check: group $r received exactly the $want events it had not committed"
+        fi
+    done
+}
+
+bold "Three services, each its own consumer group, each receives every event (client/examples/order_reader.c)"
+run_readers "$EVENTS"
+show "$FERRYCTL" group describe email "${TLS[@]}"
 
 bold "kill -9 the leader of partition 0, then publish $EVENTS more events: a new leader takes over"
 victim=$("$FERRYCTL" topic describe orders "${TLS[@]}" | awk '$1 == "0" { print $2 }')
@@ -234,6 +242,8 @@ if [ -n "$victim" ] && [ "$victim" -ge 0 ] 2>/dev/null && [ -n "${BROKER_PIDS[$v
     show "$FERRYCTL" topic describe orders "${TLS[@]}"
     bold "Restart broker $victim with its data: it rejoins and catches up"
     start_broker "$victim"
+    bold "The three groups resume from their committed offsets: each gets only the $EVENTS new events"
+    run_readers "$EVENTS"
     EVENTS=$((EVENTS * 2))
     bold "A new reader sees all $EVENTS events"
     out=$("$READER" --name audit "${TLS[@]}" --topic orders --expect "$EVENTS" 2>&1) || true
