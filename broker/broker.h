@@ -103,5 +103,11 @@ void ferryd_req_reply(struct ferryd_req *req, msgpack_sbuffer *sb);
 void ferryd_req_error(struct ferryd_req *req, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Ends req without an answer (Produce acks=0). */
 void ferryd_req_drop(struct ferryd_req *req);
+/*
+ * The client's address without the port ("127.0.0.1", "::1"; "" once the connection closed), copied
+ * into buf (truncated to buf_size - 1 bytes); returns its length. GroupHeartbeat records it as the
+ * member's host.
+ */
+size_t ferryd_req_peer_host(const struct ferryd_req *req, char *buf, size_t buf_size);
 
 #endif

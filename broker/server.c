@@ -240,6 +240,25 @@ static void on_frame(struct ferry_conn *c, const uint8_t *payload, size_t len)
         client_update_pause(cl);
 }
 
+size_t ferryd_req_peer_host(const struct ferryd_req *req, char *buf, size_t buf_size)
+{
+    /* cl->peer is "ip:port" or "[ip6]:port" (net/conn.c) */
+    const char *p = req->client != NULL ? req->client->peer : "";
+    const char *colon = strrchr(p, ':');
+    size_t n = colon != NULL ? (size_t)(colon - p) : strlen(p);
+    if (n >= 2 && p[0] == '[' && p[n - 1] == ']') {
+        p++;
+        n -= 2;
+    }
+    if (buf_size == 0)
+        return 0;
+    if (n >= buf_size)
+        n = buf_size - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return n;
+}
+
 /* Enough of the queued output was written: reading may resume (unless requests still pile up). */
 static void on_drain(struct ferry_conn *c)
 {

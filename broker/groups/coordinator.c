@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cluster/cluster.h"
+#include "groups/coordinator.h"
 #include "ferry_errors.h"
 #include "logging.h"
 
@@ -39,6 +40,17 @@ int fg_check_group_id(const char *id, size_t len, char *msg, size_t msg_len)
         return FERRY_ERR_INVALID_GROUP_ID;
     }
     return 0;
+}
+
+int ferryd_coord_internal_topic(const char *name, size_t len, const char *action, char *errmsg, size_t errmsg_len)
+{
+    if (name == NULL || len != strlen(FG_OFFSETS_TOPIC) || memcmp(name, FG_OFFSETS_TOPIC, len) != 0)
+        return 0;
+    snprintf(errmsg, errmsg_len,
+             "topic %s is internal to the group coordinator: clients may not %s it (commit offsets with "
+             "OffsetCommit, remove groups with DeleteGroups)",
+             FG_OFFSETS_TOPIC, action);
+    return 1;
 }
 
 int64_t fg_session_timeout(const struct ferryd_coord *co, int64_t requested)
@@ -195,7 +207,7 @@ static void ensure_offsets_topic(struct ferryd_coord *co)
     size_t nlen = strlen(FG_OFFSETS_TOPIC);
     offsets_topic_config(&tc);
     if (co->b->cluster == NULL) {
-        if (ferryd_topics_find(co->b->topics, FG_OFFSETS_TOPIC, nlen) != NULL)
+        if (!co->wanted || ferryd_topics_find(co->b->topics, FG_OFFSETS_TOPIC, nlen) != NULL)
             return;
         int rc = ferryd_topics_create(co->b->topics, FG_OFFSETS_TOPIC, nlen, cfg->offsets_topic_num_partitions, &tc,
                                       msg, sizeof(msg));
@@ -369,6 +381,8 @@ int fg_route(struct ferryd_coord *co, const char *group, size_t len, int32_t *sl
     if (rc != 0)
         return rc;
     if (co == NULL || co->stopped || ensure_slots(co) != 0) {
+        if (co != NULL)
+            co->wanted = 1; /* standalone: created on the next tick */
         snprintf(msg, msg_len, "the offsets topic %s does not exist yet", FG_OFFSETS_TOPIC);
         return FERRY_ERR_COORDINATOR_NOT_AVAILABLE;
     }

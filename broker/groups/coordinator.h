@@ -14,6 +14,12 @@ struct ferryd_coord;
  * observer. Returns 0 or -1 with errmsg.
  */
 int ferryd_coord_create(struct ferryd *b, struct ferryd_coord **out, char *errmsg, size_t errmsg_len);
+/*
+ * Whether name[0..len) is an internal topic (the offsets topic, written only by the coordinator's own
+ * path): 1 with errmsg saying that a client may not `action` it ("produce to", "delete", "create"),
+ * else 0. The Produce, CreateTopics and DeleteTopics handlers refuse such a topic.
+ */
+int ferryd_coord_internal_topic(const char *name, size_t len, const char *action, char *errmsg, size_t errmsg_len);
 /* Graceful stop, first step: no more timer work, leadership observer cleared. Idempotent. */
 void ferryd_coord_stop(struct ferryd_coord *co);
 /* Frees every group (after the cluster stopped: no callback of a write may come later; writes still in

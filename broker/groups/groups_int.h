@@ -99,6 +99,8 @@ struct ferryd_coord {
     size_t nbuckets;
     size_t ngroups;
     int creating;  /* CreateTopics of the offsets topic in flight */
+    int wanted;    /* standalone: a group request arrived, so the offsets topic is created (lazily, as
+                    * Kafka does: a broker that never sees a group has none) */
     int nmembers;  /* cluster.members count (0 standalone) */
     uint64_t ticks;
 };

@@ -4,6 +4,7 @@
 
 #include "ferry_errors.h"
 #include "cluster/cluster.h"
+#include "groups/coordinator.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 
@@ -24,9 +25,11 @@ static int create_one(struct ferryd *b, const msgpack_object *item, void *adm_it
     const msgpack_object *configs = ferry_mp_map(&rd, item, "configs", 0);
     size_t tl = 0;
     const char *token = ferry_mp_str(&rd, item, "request_token", &tl, 0);
-    (void)name; /* validated by the caller's first pass, and so is the token */
+    /* name is validated by the caller's first pass, and so is the token */
 
     msg[0] = '\0';
+    if (ferryd_coord_internal_topic(name, nlen, "create", msg, msg_len))
+        return FERRY_ERR_INVALID_TOPIC; /* the coordinator creates it through its own path */
     if (partitions == -1)
         partitions = b->cfg->num_partitions;
     if (partitions < 1 || partitions > FERRY_MAX_PARTITIONS_PER_TOPIC) {

@@ -1,6 +1,7 @@
 /* delete_topics.c: DeleteTopics (api 3): delete each named topic, answer per topic. */
 #include "ferry_errors.h"
 #include "cluster/cluster.h"
+#include "groups/coordinator.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 
@@ -36,6 +37,8 @@ void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *b
             void *it = ferryd_admin_item(a, i, name, len);
             ferryd_admin_begin_wait(it);
             int err = ferryd_topic_name_check(name, len, msg, sizeof(msg));
+            if (err == 0 && ferryd_coord_internal_topic(name, len, "delete", msg, sizeof(msg)))
+                err = FERRY_ERR_INVALID_REQUEST;
             if (err == 0)
                 err = ferryd_cluster_delete_topic(b->cluster, name, len, ferryd_admin_done, it, msg, sizeof(msg));
             if (err != 0)
@@ -52,6 +55,8 @@ void ferryd_handle_delete_topics(struct ferryd_req *req, const msgpack_object *b
         const char *name = names->ptr[i].via.str.ptr;
         size_t len = names->ptr[i].via.str.size;
         int err = ferryd_topic_name_check(name, len, msg, sizeof(msg));
+        if (err == 0 && ferryd_coord_internal_topic(name, len, "delete", msg, sizeof(msg)))
+            err = FERRY_ERR_INVALID_REQUEST;
         if (err == 0)
             err = ferryd_topics_delete(b->topics, name, len, msg, sizeof(msg));
         if (err != 0)

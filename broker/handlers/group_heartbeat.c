@@ -289,8 +289,13 @@ void ferryd_handle_group_heartbeat(struct ferryd_req *req, const msgpack_object 
             if (m->client_id == NULL)
                 goto err_nomem;
         }
-        if (m->host == NULL && (m->host = dupn("", 0)) == NULL)
-            goto err_nomem;
+        char host[64];
+        size_t hl = ferryd_req_peer_host(req, host, sizeof(host));
+        if (m->host == NULL || strcmp(m->host, host) != 0) { /* the address it (re)joined from */
+            free(m->host);
+            if ((m->host = dupn(host, hl)) == NULL)
+                goto err_nomem;
+        }
         m->send_assignment = 1;
         dirty = 1;
     } else {

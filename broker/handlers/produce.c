@@ -6,6 +6,7 @@
 
 #include "ferry_errors.h"
 #include "cluster/cluster.h"
+#include "groups/coordinator.h"
 #include "handlers/handlers.h"
 #include "logging.h"
 #include "proto/batch.h"
@@ -283,11 +284,19 @@ void ferryd_handle_produce(struct ferryd_req *req, const msgpack_object *body)
         struct produce_topic *t = &st->topics[i];
         const msgpack_object_array *parts = ferry_mp_array(&rd, &topics->ptr[i], "partitions", 1);
         struct ferryd_topic *topic = ferryd_topics_find(b->topics, t->name, t->name_len);
+        char imsg[FERRY_MAX_ERROR_MESSAGE];
+        int internal = ferryd_coord_internal_topic(t->name, t->name_len, "produce to", imsg, sizeof(imsg));
         for (uint32_t k = 0; k < t->nparts; k++) {
             struct produce_part *pp = &t->parts[k];
             size_t blen;
             pp->st = st;
             pp->partition = ferry_mp_int(&rd, &parts->ptr[k], "partition", 0, 1);
+            if (internal) { /* the coordinator appends its records through its own path (groups/records.c) */
+                pp->log_start_offset = -1;
+                pp->leader_id = -1;
+                part_fail(pp, FERRY_ERR_INVALID_REQUEST, imsg);
+                continue;
+            }
             const uint8_t *batch = ferry_mp_bin(&rd, &parts->ptr[k], "batch", &blen, 1);
             produce_one(b, st, topic, pp, batch, blen);
         }

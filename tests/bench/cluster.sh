@@ -9,7 +9,8 @@
 # BENCH_CLUSTER_LATENCY_SECONDS (default 15), BENCH_CLUSTER_KILLS (default 10),
 # BENCH_CLUSTER_BUDGET_SECONDS (default 200: no new kill starts once this much time has passed),
 # BENCH_LATENCY_LINGER_MS (default 1), BENCH_RECORD_BYTES (default 1024), BENCH_CLUSTER_MAIN (default 1; 0 skips
-# everything above the scale section), BENCH_SCALE (default 1; 0 skips the scale section).
+# everything above the scale section), BENCH_SCALE (default 1; 0 skips the scale section), BENCH_GROUPS (default 1;
+# 0 skips the consumer-group section, tests/bench/groups.sh, which runs on a fresh cluster before the scale one).
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -281,6 +282,10 @@ echo "Notes: NATS figures were measured on this machine with 3 nodes (no fsync b
 echo "every replica's commit path before acking. Figures swing +-40% run to run; compare ratios within one run."
 stop_cluster
 fi # BENCH_CLUSTER_MAIN
+
+if [ "${BENCH_GROUPS:-1}" != "0" ]; then
+    . "$(dirname "$0")/groups.sh"
+fi
 
 if [ "${BENCH_SCALE:-1}" != "0" ]; then
     . "$(dirname "$0")/scale.sh"

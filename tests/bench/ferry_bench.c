@@ -1,4 +1,4 @@
-/* ferry_bench.c: libferry benchmarks against ferryd: produce throughput, open-loop latency, consume, failover. */
+/* ferry_bench.c: libferry benchmarks against ferryd: produce throughput, open-loop latency, consume, failover, groups. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "ferry.h"
@@ -24,6 +28,13 @@
  *   leaders   --topic T --partitions P [--create 1] --seconds S        (scale section) optionally create T with
  *             P partitions, then poll the metadata until every partition of T has a leader; times both from
  *             the start of this process (brokers that are still starting are retried until S seconds)
+ *   group-rebalance --partitions P --members N [--session MS]         (groups.sh) rebalance times of a group
+ *             of N members over P partitions: initial join, one more joins, it leaves, one killed (SIGKILL)
+ *   group-consume --partitions P --bytes N --members M                 (groups.sh) fill, then read everything
+ *             with a group of 1 and a group of M consumers (threads)
+ *   group-commit --partitions P --seconds S [--inflight W]             (groups.sh) commit rate, sync one at a
+ *             time and async with up to W in flight
+ *   group-member --topic T --group G [--session MS]                    the member group-rebalance kills
  * Every mode takes --replicas RF (default -1: the broker's default) for the topics it creates; produce and
  * latency take --conf KEY=VALUE (repeatable, at most 16) for further producer settings (batch.size, ...).
  * Each mode prints human lines and one machine line "RESULT mode=... key=value ..." for run.sh.
@@ -51,6 +62,11 @@ struct opts {
     /* --conf KEY=VALUE (repeatable): producer settings on top of the bench's own (produce, latency) */
     const char *conf[16];
     int nconf;
+    /* consumer-group modes */
+    long members;    /* group-rebalance: members (10); group-consume: members of the second group (3) */
+    long session_ms; /* session.timeout.ms of the members (10000) */
+    long inflight;   /* group-commit: async commits outstanding at most (64) */
+    const char *group; /* group-member */
 };
 
 static double now_s(void)
@@ -666,6 +682,425 @@ static int mode_leaders(const struct opts *o)
     return 0;
 }
 
+/* ---- consumer groups (tests/bench/groups.sh) ---- */
+
+/*
+ * The group modes use libferry's defaults except where a line says otherwise; the broker's
+ * group.heartbeat.interval.ms (default 3 s) paces every rebalance, and is printed by groups.sh.
+ */
+static ferry_conf_t *group_conf(const struct opts *o, const char *group, long idx)
+{
+    ferry_conf_t *conf = base_conf(o);
+    char id[48];
+    snprintf(id, sizeof(id), "bench-member-%ld", idx);
+    conf_set(conf, "group.id", group);
+    conf_set(conf, "client.id", id);
+    conf_set(conf, "auto.offset.reset", "earliest");
+    conf_set_long(conf, "session.timeout.ms", o->session_ms);
+    return conf;
+}
+
+static ferry_client_t *group_member_new(const struct opts *o, const char *group, const char *topic, long idx,
+                                        ferry_conf_t *conf)
+{
+    char err[512] = "";
+    if (conf == NULL)
+        conf = group_conf(o, group, idx);
+    ferry_client_t *c = ferry_client_new(FERRY_CONSUMER, conf, err, sizeof(err));
+    if (!c)
+        die("consumer %ld: %s", idx, err);
+    if (ferry_subscribe(c, &topic, 1) != FERRY_ERR_NONE)
+        die("subscribe of member %ld failed", idx);
+    return c;
+}
+
+/*
+ * Whether the n in-process members cs[0..n) hold the assignment a group of n + outside members
+ * settles on for `parts` partitions: no partition twice, every member's count within one of
+ * parts / (n + outside), and exactly `parts` minus what the outside members can hold covered (all
+ * of them when outside == 0). The assignment is what each member has in effect (ferry_assignment).
+ */
+static int group_settled(ferry_client_t **cs, size_t n, size_t outside, long parts, uint8_t *owned)
+{
+    size_t members = n + outside, lo = (size_t)parts / members, hi = lo + ((size_t)parts % members ? 1 : 0);
+    size_t covered = 0;
+    int ok = 1;
+    memset(owned, 0, (size_t)parts);
+    for (size_t i = 0; i < n && ok; i++) {
+        ferry_topic_partition_t *tp = NULL;
+        size_t k = 0;
+        if (ferry_assignment(cs[i], &tp, &k) != FERRY_ERR_NONE)
+            die("ferry_assignment failed");
+        if (k < lo || k > hi)
+            ok = 0;
+        for (size_t j = 0; j < k && ok; j++) {
+            int32_t p = tp[j].partition;
+            if (p < 0 || p >= parts || owned[p])
+                ok = 0;
+            else
+                owned[p] = 1;
+        }
+        covered += k;
+        ferry_topic_partitions_destroy(tp);
+    }
+    if (!ok)
+        return 0;
+    if (outside == 0)
+        return covered == (size_t)parts;
+    return covered + outside * lo <= (size_t)parts && covered + outside * hi >= (size_t)parts;
+}
+
+/* Polls cs[0..n) round-robin until group_settled holds (returns the seconds waited) or timeout_s. */
+static double group_wait_settled(ferry_client_t **cs, size_t n, size_t outside, long parts, double timeout_s,
+                                 const char *what)
+{
+    uint8_t *owned = malloc((size_t)parts);
+    if (!owned)
+        die("out of memory");
+    double t0 = now_s();
+    for (;;) {
+        for (size_t i = 0; i < n; i++) {
+            ferry_message_t *m = ferry_consumer_poll(cs[i], 0);
+            if (m)
+                ferry_message_destroy(m);
+        }
+        if (group_settled(cs, n, outside, parts, owned))
+            break;
+        if (now_s() - t0 > timeout_s)
+            die("%s: the group of %zu members did not settle within %.0f s", what, n + outside, timeout_s);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    free(owned);
+    return now_s() - t0;
+}
+
+/* Starts `ferry_bench group-member` (this binary) as a separate process; returns its pid. */
+static pid_t spawn_member(const struct opts *o, const char *group, const char *topic)
+{
+    char session[32];
+    snprintf(session, sizeof(session), "%ld", o->session_ms);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* never outlives the bench, whatever way the bench ends */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(1);
+        const char *argv[] = {"ferry_bench", "group-member", "--brokers", o->brokers, "--ca", o->ca,
+                              "--topic", topic, "--group", group, "--session", session, NULL};
+        execv("/proc/self/exe", (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* group-member (the process group-rebalance kills): joins --group on --topic and polls for up to 300 s. */
+static int mode_group_member(const struct opts *o)
+{
+    if (!o->topic || !o->group)
+        die("group-member: --topic and --group are required");
+    ferry_client_t *c = group_member_new(o, o->group, o->topic, 99, NULL);
+    double t0 = now_s();
+    while (now_s() - t0 < 300) {
+        ferry_message_t *m = ferry_consumer_poll(c, 100);
+        if (m)
+            ferry_message_destroy(m);
+    }
+    ferry_consumer_close(c, 5000);
+    ferry_client_destroy(c);
+    return 0;
+}
+
+/*
+ * group-rebalance: --members N (10) members of one group on a topic of --partitions P (100). Times,
+ * until the new assignment is in effect on every member (group_settled): the initial join of the N at
+ * once, one more member joining, that member leaving (ferry_consumer_close), and a member in another
+ * process killed with SIGKILL (reassigned after its session timeout, --session MS).
+ */
+static int mode_group_rebalance(const struct opts *o)
+{
+    const char *topic = "bench-groups-rebalance", *group = "bench-rebalance";
+    size_t n = (size_t)o->members;
+    if (n < 1 || n > 100)
+        die("--members must be in [1, 100]");
+    create_topic(o, topic, (int32_t)o->partitions);
+    ferry_client_t **cs = calloc(n + 1, sizeof(*cs));
+    if (!cs)
+        die("out of memory");
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        cs[i] = group_member_new(o, group, topic, (long)i, NULL);
+    group_wait_settled(cs, n, 0, o->partitions, 120, "initial join");
+    double initial = now_s() - t0; /* from the first subscribe */
+    printf("group-rebalance: %zu members joined at once, %ld partitions in effect after %.0f ms\n", n, o->partitions,
+           initial * 1e3);
+
+    t0 = now_s();
+    cs[n] = group_member_new(o, group, topic, (long)n, NULL);
+    group_wait_settled(cs, n + 1, 0, o->partitions, 120, "join");
+    double join = now_s() - t0;
+    printf("group-rebalance: member %zu joined: new assignment in effect on all %zu members after %.0f ms\n", n + 1,
+           n + 1, join * 1e3);
+
+    t0 = now_s();
+    if (ferry_consumer_close(cs[n], 10000) != FERRY_ERR_NONE)
+        die("close of the extra member failed");
+    group_wait_settled(cs, n, 0, o->partitions, 120, "leave");
+    double leave = now_s() - t0;
+    ferry_client_destroy(cs[n]);
+    cs[n] = NULL;
+    printf("group-rebalance: member %zu closed: new assignment in effect on the %zu others after %.0f ms\n", n + 1, n,
+           leave * 1e3);
+
+    /* The victim lives in its own process so that SIGKILL is a real crash: no leave, no goodbye. */
+    pid_t victim = spawn_member(o, group, topic);
+    group_wait_settled(cs, n, 1, o->partitions, 120, "join of the victim");
+    int status;
+    if (waitpid(victim, &status, WNOHANG) != 0)
+        die("the victim member exited early");
+    if (kill(victim, SIGKILL) != 0)
+        die("kill -9 %d: %s", (int)victim, strerror(errno));
+    t0 = now_s();
+    waitpid(victim, &status, 0);
+    group_wait_settled(cs, n, 0, o->partitions, 120 + (double)o->session_ms / 1e3, "kill");
+    double killed = now_s() - t0;
+    printf("group-rebalance: member in pid %d killed (SIGKILL): its partitions in effect on the %zu others after "
+           "%.0f ms (session.timeout.ms=%ld)\n",
+           (int)victim, n, killed * 1e3, o->session_ms);
+
+    for (size_t i = 0; i < n; i++) {
+        ferry_consumer_close(cs[i], 10000);
+        ferry_client_destroy(cs[i]);
+    }
+    free(cs);
+    printf("RESULT mode=group-rebalance members=%zu partitions=%ld initial_ms=%.0f join_ms=%.0f leave_ms=%.0f "
+           "kill_ms=%.0f session_ms=%ld\n",
+           n, o->partitions, initial * 1e3, join * 1e3, leave * 1e3, killed * 1e3, o->session_ms);
+    return 0;
+}
+
+/* One consumer thread of group-consume; the threads share the counters under `lock`. */
+struct gc_shared {
+    pthread_mutex_t lock;
+    const struct opts *o;
+    const char *group, *topic;
+    long long want, got, bytes;
+    double first, last; /* now_s() of the first and the last record */
+    int stalled;
+};
+
+struct gc_thread {
+    struct gc_shared *sh;
+    long idx;
+    pthread_t tid;
+};
+
+static void *gc_run(void *arg)
+{
+    struct gc_thread *t = arg;
+    struct gc_shared *sh = t->sh;
+    ferry_conf_t *conf = group_conf(sh->o, sh->group, t->idx);
+    conf_set(conf, "max.partition.fetch.bytes", "4194304");
+    ferry_client_t *c = group_member_new(sh->o, sh->group, sh->topic, t->idx, conf);
+    double idle_since = now_s();
+    for (;;) {
+        pthread_mutex_lock(&sh->lock);
+        int done = sh->got >= sh->want || sh->stalled;
+        pthread_mutex_unlock(&sh->lock);
+        if (done)
+            break;
+        ferry_message_t *m = ferry_consumer_poll(c, 100);
+        if (!m) {
+            if (now_s() - idle_since > 60) {
+                pthread_mutex_lock(&sh->lock);
+                sh->stalled = 1;
+                pthread_mutex_unlock(&sh->lock);
+            }
+            continue;
+        }
+        if (ferry_message_err(m) != FERRY_ERR_NONE)
+            die("group consume: %s", ferry_err_name(ferry_message_err(m)));
+        size_t vl = 0;
+        ferry_message_value(m, &vl);
+        ferry_message_destroy(m);
+        double now = now_s();
+        idle_since = now;
+        pthread_mutex_lock(&sh->lock);
+        if (sh->got == 0)
+            sh->first = now;
+        sh->got++;
+        sh->bytes += (long long)vl;
+        sh->last = now;
+        pthread_mutex_unlock(&sh->lock);
+    }
+    ferry_consumer_close(c, 10000);
+    ferry_client_destroy(c);
+    return NULL;
+}
+
+/* Reads the whole topic with a fresh group of `members` consumers (threads); fills *sh with the figures. */
+static double group_consume_all(const struct opts *o, const char *topic, const char *group, long members,
+                                long long want, struct gc_shared *sh)
+{
+    struct gc_thread th[16];
+    if (members < 1 || members > 16)
+        die("group consume: 1..16 members");
+    memset(sh, 0, sizeof(*sh));
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->o = o;
+    sh->group = group;
+    sh->topic = topic;
+    sh->want = want;
+    double t0 = now_s();
+    for (long i = 0; i < members; i++) {
+        th[i].sh = sh;
+        th[i].idx = i;
+        if (pthread_create(&th[i].tid, NULL, gc_run, &th[i]) != 0)
+            die("pthread_create failed");
+    }
+    for (long i = 0; i < members; i++)
+        pthread_join(th[i].tid, NULL);
+    double t = sh->last - t0;
+    pthread_mutex_destroy(&sh->lock);
+    if (sh->got < want)
+        die("group %s: read %lld of %lld records before stalling for 60 s", group, sh->got, want);
+    return t;
+}
+
+/*
+ * group-consume: fills a topic of --partitions P (12) with --bytes of records, then reads all of it
+ * with a group of one consumer and with a group of --members M (3) consumers (threads of this
+ * process, each a libferry client). Reports records/s and MB/s from the first record to the last
+ * (and from subscribe, so the joins count too).
+ */
+static int mode_group_consume(const struct opts *o)
+{
+    const char *topic = "bench-groups-consume";
+    create_topic(o, topic, (int32_t)o->partitions);
+    long n = (long)(o->bytes / o->size);
+    if (n < 1)
+        n = 1;
+    struct counts cnt;
+    double tf = produce_n(o, topic, o->partitions, n, 5, &cnt);
+    if (cnt.failed)
+        die("fill: %zu records failed (%s)", cnt.failed, ferry_err_name(cnt.first_err));
+    long long want = n + o->partitions; /* produce_n's warm-up records too */
+    printf("group-consume: filled %ld records (%.0f MB) over %ld partitions in %.2f s\n", n,
+           (double)n * (double)o->size / 1e6, o->partitions, tf);
+    struct gc_shared one, many;
+    double t1 = group_consume_all(o, topic, "bench-consume-1", 1, want, &one);
+    double s1 = one.last - one.first;
+    double tm = group_consume_all(o, topic, "bench-consume-n", o->members, want, &many);
+    double sm = many.last - many.first;
+    double r1 = (double)one.got / s1, rm = (double)many.got / sm;
+    printf("group-consume: 1 consumer: %lld records in %.2f s from the first record (%.2f s from subscribe): "
+           "%.0f records/s, %.1f MB/s\n",
+           one.got, s1, t1, r1, (double)one.bytes / s1 / 1e6);
+    printf("group-consume: group of %ld: %lld records in %.2f s from the first record (%.2f s from subscribe): "
+           "%.0f records/s, %.1f MB/s; %.2fx the single consumer\n",
+           o->members, many.got, sm, tm, rm, (double)many.bytes / sm / 1e6, rm / r1);
+    printf("RESULT mode=group-consume records=%lld rps1=%.0f mbps1=%.2f total1_s=%.3f rpsn=%.0f mbpsn=%.2f "
+           "totaln_s=%.3f members=%ld ratio=%.2f\n",
+           want, r1, (double)one.bytes / s1 / 1e6, t1, rm, (double)many.bytes / sm / 1e6, tm, o->members, rm / r1);
+    return 0;
+}
+
+struct commit_counts {
+    long done, failed;
+    ferry_err_t first_err;
+};
+
+static void commit_count_cb(ferry_client_t *c, ferry_err_t err, const ferry_topic_partition_t *offsets, size_t n,
+                            void *opaque)
+{
+    (void)c;
+    (void)offsets;
+    (void)n;
+    struct commit_counts *cc = opaque;
+    cc->done++;
+    if (err != FERRY_ERR_NONE) {
+        if (!cc->failed)
+            cc->first_err = err;
+        cc->failed++;
+    }
+}
+
+/*
+ * group-commit: one member owning every partition of an empty topic of --partitions P commits one
+ * partition's offset per call, round-robin, for --seconds S each: with ferry_commit_sync (one at a
+ * time) and with ferry_commit_async keeping --inflight W commits outstanding. Offsets only grow.
+ */
+static int mode_group_commit(const struct opts *o)
+{
+    const char *topic = "bench-groups-commit";
+    create_topic(o, topic, (int32_t)o->partitions);
+    struct commit_counts cc = {0, 0, FERRY_ERR_NONE};
+    ferry_conf_t *conf = group_conf(o, "bench-commit", 0);
+    conf_set(conf, "enable.auto.commit", "false");
+    ferry_conf_set_commit_cb(conf, commit_count_cb);
+    ferry_conf_set_opaque(conf, &cc);
+    ferry_client_t *c = group_member_new(o, "bench-commit", topic, 0, conf);
+    group_wait_settled(&c, 1, 0, o->partitions, 120, "commit member join");
+    int64_t *next = calloc((size_t)o->partitions, sizeof(*next));
+    if (!next)
+        die("out of memory");
+    long k = 0;
+    /* sync */
+    long sync_n = 0;
+    double t0 = now_s();
+    while (now_s() - t0 < (double)o->seconds) {
+        int32_t p = (int32_t)(k++ % o->partitions);
+        ferry_topic_partition_t tp = {topic, p, ++next[p]};
+        ferry_err_t e = ferry_commit_sync(c, &tp, 1, 10000);
+        if (e != FERRY_ERR_NONE)
+            die("commit_sync: %s", ferry_err_name(e));
+        sync_n++;
+    }
+    double ts = now_s() - t0;
+    /* async, up to --inflight outstanding (only these reach the commit callback) */
+    cc = (struct commit_counts){0, 0, FERRY_ERR_NONE};
+    long issued = 0;
+    t0 = now_s();
+    while (now_s() - t0 < (double)o->seconds) {
+        if (issued - cc.done < o->inflight) {
+            int32_t p = (int32_t)(k++ % o->partitions);
+            ferry_topic_partition_t tp = {topic, p, ++next[p]};
+            ferry_err_t e = ferry_commit_async(c, &tp, 1);
+            if (e != FERRY_ERR_NONE)
+                die("commit_async: %s", ferry_err_name(e));
+            issued++;
+            continue;
+        }
+        ferry_message_t *m = ferry_consumer_poll(c, 1);
+        if (m)
+            ferry_message_destroy(m);
+    }
+    while (cc.done < issued && now_s() - t0 < (double)o->seconds + 30) {
+        ferry_message_t *m = ferry_consumer_poll(c, 10);
+        if (m)
+            ferry_message_destroy(m);
+    }
+    double ta = now_s() - t0;
+    if (cc.done < issued)
+        die("commit_async: %ld of %ld results after 30 s", cc.done, issued);
+    free(next);
+    ferry_consumer_close(c, 10000);
+    ferry_client_destroy(c);
+    double rs = (double)sync_n / ts, ra = (double)cc.done / ta;
+    printf("group-commit: sync, one at a time: %ld commits in %.2f s: %.0f commits/s (%.2f ms each)\n", sync_n, ts, rs,
+           ts * 1e3 / (double)sync_n);
+    printf("group-commit: async, up to %ld in flight: %ld commits in %.2f s: %.0f commits/s, %ld failed%s%s; "
+           "%.1fx sync\n",
+           o->inflight, cc.done, ta, ra, cc.failed, cc.failed ? " first: " : "",
+           cc.failed ? ferry_err_name(cc.first_err) : "", ra / rs);
+    printf("RESULT mode=group-commit sync=%ld sync_rps=%.0f sync_ms=%.2f async=%ld async_rps=%.0f inflight=%ld "
+           "failed=%ld\n",
+           sync_n, rs, ts * 1e3 / (double)sync_n, cc.done, ra, o->inflight, cc.failed);
+    return cc.failed ? 1 : 0;
+}
+
 static long num(const char *s, const char *what)
 {
     char *end = NULL;
@@ -680,9 +1115,9 @@ int main(int argc, char **argv)
 {
     struct opts o = {.records = 200000, .size = 1024, .linger = 5, .partitions = 1, .rate = 5000, .seconds = 15,
                      .warmup = 2, .bytes = 1LL << 30, .replicas = -1, .kill_pid = 0, .victim = -1,
-                     .survivors = NULL};
+                     .survivors = NULL, .members = 10, .session_ms = 10000, .inflight = 64};
     if (argc < 2)
-        die("usage: ferry_bench produce|latency|consume|failover|leaders --brokers HOST:PORT --ca FILE [options]");
+        die("usage: ferry_bench produce|latency|consume|failover|leaders|group-* --brokers HOST:PORT --ca FILE [options]");
     o.mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -721,6 +1156,14 @@ int main(int argc, char **argv)
             o.topic = v;
         else if (!strcmp(a, "--create"))
             o.create = num(v, a);
+        else if (!strcmp(a, "--members"))
+            o.members = num(v, a);
+        else if (!strcmp(a, "--session"))
+            o.session_ms = num(v, a);
+        else if (!strcmp(a, "--inflight"))
+            o.inflight = num(v, a);
+        else if (!strcmp(a, "--group"))
+            o.group = v;
         else if (!strcmp(a, "--conf") && o.nconf < (int)(sizeof(o.conf) / sizeof(o.conf[0])))
             o.conf[o.nconf++] = v;
         else
@@ -740,5 +1183,13 @@ int main(int argc, char **argv)
         return mode_failover(&o);
     if (!strcmp(o.mode, "leaders"))
         return mode_leaders(&o);
+    if (!strcmp(o.mode, "group-rebalance"))
+        return mode_group_rebalance(&o);
+    if (!strcmp(o.mode, "group-consume"))
+        return mode_group_consume(&o);
+    if (!strcmp(o.mode, "group-commit"))
+        return mode_group_commit(&o);
+    if (!strcmp(o.mode, "group-member"))
+        return mode_group_member(&o);
     die("unknown mode %s", o.mode);
 }

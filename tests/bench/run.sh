@@ -4,7 +4,8 @@
 # throughput, prints a table with ratios to the reference figures of ARCHITECTURE.md, and cleans up. Then it
 # runs the 3-broker section, tests/bench/cluster.sh (its header lists its settings); BENCH_CLUSTER=0 skips it.
 # cluster.sh ends with the scale section (1,000 partitions: start-up, idle CPU, memory and disk per partition;
-# tests/bench/scale.sh); BENCH_SCALE=0 skips it, BENCH_CLUSTER_MAIN=0 runs the scale section alone.
+# tests/bench/scale.sh); BENCH_SCALE=0 skips it, BENCH_CLUSTER_MAIN=0 runs the scale section alone. Before it,
+# the consumer-group section (rebalance, group consume, commit rate: tests/bench/groups.sh); BENCH_GROUPS=0 skips it.
 #
 # Environment: BENCH_CONSUME_BYTES (default 1073741824), BENCH_PRODUCE_RECORDS (default 300000),
 # BENCH_LATENCY_SECONDS (default 15), BENCH_LATENCY_LINGER_MS (default 1), BENCH_RECORD_BYTES (default 1024).

@@ -93,6 +93,9 @@ static void log_cb(const ferry_client_t *c, int level, const char *msg, void *op
     fprintf(stderr, "%lld member %p libferry[%d]: %s\n", (long long)ft_now_ms(), opaque, level, msg);
 }
 
+/* When set, the log callback of the next members (instead of FERRY_TEST_CLIENT_LOG's). */
+static ferry_log_cb_t *member_log_cb;
+
 static ferry_client_t *member_client(struct member *m, const char *group, const char *const *extra)
 {
     const char *kv[32] = {"group.id", group, "session.timeout.ms", SESSION_MS, "fetch.max.wait.ms", "100",
@@ -108,6 +111,8 @@ static ferry_client_t *member_client(struct member *m, const char *group, const 
     const char *log = getenv("FERRY_TEST_CLIENT_LOG");
     if (log != NULL && strcmp(log, "1") == 0)
         ferry_conf_set_log_cb(conf, log_cb);
+    if (member_log_cb != NULL)
+        ferry_conf_set_log_cb(conf, member_log_cb);
     ferry_client_t *c = ferry_client_new(FERRY_CONSUMER, conf, E, sizeof E);
     FT_ASSERT(c != NULL, "consumer: %s", E);
     return c;
@@ -920,8 +925,143 @@ Test(groups, describe_shows_live_members_and_their_assignments)
     struct ft_proc_result r;
     FT_ASSERT(ft_run(desc, NULL, NULL, 0, 30000, &r, E, sizeof E) == 0, "%s", E);
     FT_ASSERT(r.exit_code == 0 && strstr(r.out, "\"client_id\":\"describe-me\"") &&
-                  strstr(r.out, "\"instance_id\":\"pod-7\"") && strstr(r.out, "\"assigned\":[{\"topic\":\"orders\",\"partitions\":["),
+                  strstr(r.out, "\"instance_id\":\"pod-7\"") && strstr(r.out, "\"host\":\"127.0.0.1\"") &&
+                  strstr(r.out, "\"assigned\":[{\"topic\":\"orders\",\"partitions\":["),
               "describe of a live member: exit %d: %s %s", r.exit_code, r.out, r.err);
     ft_proc_result_free(&r);
     member_stop(&m, true);
+}
+
+/* Counts libferry log lines naming UNRELEASED_INSTANCE_ID (from the I/O thread, hence atomic). */
+static int unreleased_logged;
+
+static void unreleased_log_cb(const ferry_client_t *c, int level, const char *msg, void *opaque)
+{
+    (void)c;
+    (void)level;
+    (void)opaque;
+    if (strstr(msg, "UNRELEASED_INSTANCE_ID") != NULL)
+        __atomic_add_fetch(&unreleased_logged, 1, __ATOMIC_SEQ_CST);
+}
+
+static void start_standalone_with_topic(int partitions)
+{
+    struct ft_broker_opts o = OPTS;
+    FT_ASSERT(ft_broker_start(&B, &o, E, sizeof E) == 0, "%s", E);
+    ferry_client_t *adm = ft_client(&B, FERRY_ADMIN, NULL, E, sizeof E);
+    FT_ASSERT(adm != NULL, "%s", E);
+    FT_ASSERT_ERR(ferry_admin_create_topic(adm, TOPIC, partitions, -1, NULL, NULL, 0, ft_ms(WAIT_MS), E, sizeof E),
+                  FERRY_ERR_NONE, "create: %s", E);
+    ferry_client_destroy(adm);
+    memset(seen, 0, sizeof seen);
+    seen_count = 0;
+}
+
+Test(groups, a_second_live_instance_id_is_refused_until_the_first_leaves)
+{
+    start_standalone_with_topic(2);
+    struct member a, b;
+    const char *pod[] = {"group.instance.id", "pod-u", "session.timeout.ms", "20000", NULL};
+    member_start(&a, 0, "unreleased", TOPIC, pod);
+    wait_owned(&a, 2, NULL, 0);
+    char id_a[128];
+    int32_t epoch_a = -1;
+    FT_ASSERT_ERR(ferry_group_member(a.c, id_a, sizeof id_a, &epoch_a), FERRY_ERR_NONE, "member a");
+
+    /* b claims the same instance id while a is alive: the coordinator refuses it, a keeps everything */
+    __atomic_store_n(&unreleased_logged, 0, __ATOMIC_SEQ_CST);
+    member_log_cb = unreleased_log_cb;
+    member_start(&b, 1, "unreleased", TOPIC, pod);
+    member_log_cb = NULL;
+    int64_t deadline = ft_now_ms() + ft_ms(WAIT_MS);
+    while (__atomic_load_n(&unreleased_logged, __ATOMIC_SEQ_CST) == 0) {
+        FT_ASSERT(ft_now_ms() < deadline, "the second pod-u was never refused with UNRELEASED_INSTANCE_ID");
+        pump(&a, 1, 20);
+        pump(&b, 1, 20);
+    }
+    char id_b[128];
+    int32_t epoch_b = -1;
+    FT_ASSERT_ERR(ferry_group_member(b.c, id_b, sizeof id_b, &epoch_b), FERRY_ERR_NONE, "member b");
+    FT_ASSERT(id_b[0] == '\0', "the refused member got an id: %s", id_b);
+    FT_ASSERT_EQ(owned_count(&b), 0, "the refused member owns nothing");
+    FT_ASSERT_EQ(owned_count(&a), 2, "the live pod-u keeps its partitions");
+
+    /* a leaves for a restart (epoch -2): b, retrying, takes over its member id and partitions */
+    member_stop(&a, true);
+    wait_owned(&b, 2, NULL, 0);
+    FT_ASSERT_ERR(ferry_group_member(b.c, id_b, sizeof id_b, &epoch_b), FERRY_ERR_NONE, "member b");
+    FT_ASSERT(strcmp(id_a, id_b) == 0, "pod-u's second process continues the member: %s vs %s", id_a, id_b);
+    member_stop(&b, true);
+}
+
+/*
+ * Polls c until `want` records or error events of partition `part` arrived, at most WAIT_MS. Counts
+ * records and OFFSET_OUT_OF_RANGE events per partition (other errors fail the test); *first_off
+ * (may be NULL) gets the offset of the first record of `part`.
+ */
+static void poll_until(ferry_client_t *c, int32_t part, bool want_error, int64_t want_records, int64_t records[2],
+                       int64_t errors[2], int64_t *first_off)
+{
+    int64_t deadline = ft_now_ms() + ft_ms(WAIT_MS);
+    while (want_error ? errors[part] == 0 : records[part] < want_records) {
+        FT_ASSERT(ft_now_ms() < deadline, "partition %d: %" PRId64 " records, %" PRId64 " errors", (int)part,
+                  records[part], errors[part]);
+        ferry_message_t *m = ferry_consumer_poll(c, 50);
+        if (m == NULL)
+            continue;
+        int32_t p = ferry_message_partition(m);
+        FT_ASSERT(p == 0 || p == 1, "partition %d", (int)p);
+        if (ferry_message_err(m) != FERRY_ERR_NONE) {
+            FT_ASSERT_ERR(ferry_message_err(m), FERRY_ERR_OFFSET_OUT_OF_RANGE, "event of partition %d", (int)p);
+            errors[p]++;
+        } else {
+            if (p == part && records[p] == 0 && first_off != NULL)
+                *first_off = ferry_message_offset(m);
+            records[p]++;
+        }
+        ferry_message_destroy(m);
+    }
+}
+
+Test(groups, auto_offset_reset_error_stops_partitions_without_a_committed_offset)
+{
+    start_standalone_with_topic(2);
+    ferry_client_t *prod = producer_new();
+    produce_ids(prod, 0, 60);
+    int64_t lo, hi[2];
+    for (int p = 0; p < 2; p++)
+        FT_ASSERT_ERR(ferry_watermarks(prod, TOPIC, p, &lo, &hi[p], ft_ms(10000)), FERRY_ERR_NONE, "watermarks");
+    FT_ASSERT(hi[0] > 5 && hi[1] > 5, "both partitions have records (%" PRId64 ", %" PRId64 ")", hi[0], hi[1]);
+
+    /* nothing committed: each partition reports OFFSET_OUT_OF_RANGE and delivers no record */
+    struct member a;
+    const char *strict[] = {"auto.offset.reset", "error", "enable.auto.commit", "false", NULL};
+    member_start(&a, 0, "strict", TOPIC, strict);
+    int64_t records[2] = {0, 0}, errors[2] = {0, 0};
+    poll_until(a.c, 0, true, 0, records, errors, NULL);
+    poll_until(a.c, 1, true, 0, records, errors, NULL);
+    FT_ASSERT(records[0] == 0 && records[1] == 0, "records delivered without a committed offset: %" PRId64
+              " + %" PRId64, records[0], records[1]);
+
+    /* a seek restarts partition 0 only; partition 1 stays stopped */
+    FT_ASSERT_ERR(ferry_seek(a.c, TOPIC, 0, FERRY_OFFSET_BEGINNING, 0), FERRY_ERR_NONE, "seek");
+    int64_t first = -1;
+    poll_until(a.c, 0, false, hi[0], records, errors, &first);
+    FT_ASSERT_EQ(first, 0, "partition 0 read from the beginning");
+    FT_ASSERT_EQ(records[1], 0, "the stopped partition 1 delivered records");
+
+    /* with committed offsets a member starts there, without an error */
+    ferry_topic_partition_t offs[2] = {{TOPIC, 0, hi[0]}, {TOPIC, 1, 5}};
+    FT_ASSERT_ERR(ferry_commit_sync(a.c, offs, 2, ft_ms(10000)), FERRY_ERR_NONE, "commit");
+    member_stop(&a, true);
+    member_start(&a, 1, "strict", TOPIC, strict);
+    int64_t records2[2] = {0, 0}, errors2[2] = {0, 0};
+    first = -1;
+    poll_until(a.c, 1, false, hi[1] - 5, records2, errors2, &first);
+    FT_ASSERT_EQ(first, 5, "partition 1 resumed at its committed offset");
+    FT_ASSERT(errors2[0] == 0 && errors2[1] == 0 && records2[0] == 0,
+              "committed partitions: no error event, nothing re-read (%" PRId64 " %" PRId64 " %" PRId64 ")",
+              errors2[0], errors2[1], records2[0]);
+    member_stop(&a, true);
+    ferry_client_destroy(prod);
 }
