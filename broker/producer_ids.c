@@ -1,4 +1,4 @@
-/* producer_ids.c: block allocation of producer ids with an fsync'd high-water mark in data.dir/meta. */
+/* producer_ids.c: block allocation of producer ids with an fsync'd high-water mark in data.dir/meta (standalone brokers; a cluster takes blocks from the controller, membership.c). */
 #include "producer_ids.h"
 
 #include <errno.h>

@@ -317,11 +317,13 @@ static void on_rebalanced(void *arg, int status)
     }
 }
 
+/* Every broker (initial members and registered joiners) has a live link to this one. */
 static int all_peers_up(const struct ferryd_cluster *c)
 {
     struct fr_node_stats st;
     fr_node_stats(c->node, &st);
-    return (int)st.peers_up + 1 >= c->nmembers;
+    unsigned brokers = c->nbrokers > (unsigned)c->nmembers ? c->nbrokers : (unsigned)c->nmembers;
+    return st.peers_up + 1 >= brokers;
 }
 
 static int is_voter(const struct cl_part *cp, int64_t broker)
@@ -468,6 +470,12 @@ int ferryd_cluster_check_absent(const struct ferryd_cluster *c, const char *topi
     const int64_t *replicas;
     int rf;
     *leader_id = -1;
+    if (c != NULL && cl_find_broker(c, c->self) == NULL) {
+        /* membership.c: this broker's copy of the controller state is not loaded yet (replay after a
+         * start, or a joiner not yet in the controller group): retriable, not "unknown". */
+        snprintf(msg, msg_len, "broker %" PRId64 " has not loaded the cluster metadata yet; leader_id=-1", c->self);
+        return FERRY_ERR_NOT_LEADER;
+    }
     if (c == NULL || partition < 0 || partition > INT32_MAX ||
         ferryd_cluster_partition(c, topic, len, (int32_t)partition, leader_id, &replicas, &rf) != 0) {
         snprintf(msg, msg_len, "no such topic or partition");
@@ -591,4 +599,9 @@ int ferryd_cluster_barrier(struct ferryd_partition *p, ferryd_cluster_barrier_cb
         return rc == FR_ERR_NOT_LEADER || rc == FR_ERR_LEADERSHIP_LOST ? FERRY_ERR_NOT_LEADER : FERRY_ERR_UNKNOWN;
     }
     return 0;
+}
+
+int ferryd_cluster_loaded(const struct ferryd_cluster *c)
+{
+    return cl_find_broker(c, c->self) != NULL;
 }

@@ -106,6 +106,10 @@ typedef void (*ferryd_cluster_barrier_cb)(void *arg, int error);
 int ferryd_cluster_barrier(struct ferryd_partition *p, ferryd_cluster_barrier_cb cb, void *arg, char *msg,
                            size_t msg_len);
 
+/* 1 once this broker replayed the controller state up to its own registration (after a restart, answers
+ * about topics it does not know yet may be stale until then: callers answer retriable errors). */
+int ferryd_cluster_loaded(const struct ferryd_cluster *c);
+
 /* ---- admin (controller leader only; others get NOT_CONTROLLER) ---- */
 typedef void (*ferryd_cluster_done_cb)(void *arg, int error, const char *msg);
 /* rf -1 = min(3, brokers). Returns 0 (cb runs once) or an error code with msg (cb never runs). */

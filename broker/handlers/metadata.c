@@ -138,6 +138,9 @@ void ferryd_handle_metadata(struct ferryd_req *req, const msgpack_object *body)
                 pack_topic(&pk, b, t);
             else if (ferryd_topic_name_check(name, len, why, sizeof(why)) != 0)
                 pack_missing(&pk, name, len, FERRY_ERR_INVALID_TOPIC, why);
+            else if (b->cluster != NULL && !ferryd_cluster_loaded(b->cluster))
+                pack_missing(&pk, name, len, FERRY_ERR_BROKER_NOT_AVAILABLE,
+                             "this broker has not loaded the cluster metadata yet (just restarted); retry");
             else
                 pack_missing(&pk, name, len, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, "no such topic");
         }

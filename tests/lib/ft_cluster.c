@@ -10,7 +10,7 @@
 #include "ferrytest.h"
 #include "storage/log.h"
 
-/* Registration goes through the controller (a leadership hand-off per broker): seconds, not ms. */
+/* Registration: each broker asks the controller leader (peer request) once elections settled: seconds. */
 #define CLUSTER_READY_MS 30000
 
 /* A port that was free a moment ago (bind to 0, read it, close). Returns it, or -1. */
