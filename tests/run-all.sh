@@ -44,8 +44,10 @@ for bin in "$@"; do
         continue
     fi
     log="$logdir/$(basename "$bin").log"
+    t0=$(date +%s)
     timeout --kill-after=10 "$limit" "$bin" --jobs="$jobs" >"$log" 2>&1
     rc=$?
+    echo "   ran $(($(date +%s) - t0))s"
     synth=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep 'Synthesis: Tested:' | tail -n 1)
     # Criterion's report: failures and crashes in full, then the synthesis line. Seeds are only
     # worth printing when something failed (they replay it).

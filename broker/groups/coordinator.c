@@ -641,3 +641,9 @@ void fg_pack_tp_set(msgpack_packer *pk, const struct fg_group *g, const struct f
         i = k;
     }
 }
+
+void ferryd_coord_want_offsets_topic(struct ferryd_coord *co)
+{
+    if (co != NULL)
+        co->wanted = 1;
+}

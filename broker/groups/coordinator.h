@@ -26,4 +26,8 @@ void ferryd_coord_stop(struct ferryd_coord *co);
  * flight hold no pointer to the coordinator). The timer handle closes on the next loop run. */
 void ferryd_coord_destroy(struct ferryd_coord *co);
 
+/* A group request arrived while the offsets topic does not exist: a standalone broker creates it on
+ * its next tick (lazily, as Kafka does); in a cluster the controller leader creates it anyway. */
+void ferryd_coord_want_offsets_topic(struct ferryd_coord *co);
+
 #endif

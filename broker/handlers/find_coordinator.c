@@ -24,6 +24,7 @@ void ferryd_handle_find_coordinator(struct ferryd_req *req, const msgpack_object
     }
     struct ferryd_topic *t = ferryd_topics_find(b->topics, FG_OFFSETS_TOPIC, strlen(FG_OFFSETS_TOPIC));
     if (t == NULL || t->npartitions == 0) {
+        ferryd_coord_want_offsets_topic(b->coord);
         ferryd_req_error(req, FERRY_ERR_COORDINATOR_NOT_AVAILABLE, "the offsets topic %s does not exist yet",
                          FG_OFFSETS_TOPIC);
         return;

@@ -66,6 +66,14 @@ static const struct conf_prop props[] = {
      "Producer: a record not delivered this long after ferry_produce fails (retries stop)."},
     {"retry.backoff.ms", CT_INT, "100", 1, 300000, NULL, {0}, OFF(retry_backoff_ms),
      "Wait before retrying a failed request; also the first reconnect backoff (doubling to 10 s)."},
+    {"retry.backoff.max.ms", CT_INT, "1000", 1, 300000, NULL, {0}, OFF(retry_backoff_max_ms),
+     "Producer: while a partition with queued records has no reachable leader, metadata is refreshed "
+     "after retry.backoff.ms, then twice as long each time up to this (not below retry.backoff.ms)."},
+    {"topic.metadata.propagation.max.ms", CT_INT, "30000", 0, 3600000, NULL, {0}, OFF(topic_propagation_max_ms),
+     "Producer: a topic created moments ago may not have reached every broker yet, so for this long after "
+     "the client first used a topic, metadata saying it does not exist only makes its records wait and "
+     "metadata be asked again; after it they fail with UNKNOWN_TOPIC_OR_PARTITION (as librdkafka's "
+     "setting of the same name). 0 = fail at once."},
     {"metadata.max.age.ms", CT_INT, "300000", 1000, 86400000, NULL, {0}, OFF(metadata_max_age_ms),
      "Metadata is refreshed at least this often."},
     {"fetch.max.wait.ms", CT_INT, "500", 0, FERRY_MAX_FETCH_WAIT_MS, NULL, {0}, OFF(fetch_max_wait_ms),

@@ -63,6 +63,8 @@ struct ferry_settings {
     int64_t request_timeout_ms;
     int64_t delivery_timeout_ms;
     int64_t retry_backoff_ms;
+    int64_t retry_backoff_max_ms; /* cap of the leaderless metadata refresh backoff (metadata.c) */
+    int64_t topic_propagation_max_ms; /* topic.metadata.propagation.max.ms (metadata.c cache_update) */
     int64_t metadata_max_age_ms;
     int64_t fetch_max_wait_ms;
     int64_t fetch_min_bytes;
@@ -200,6 +202,7 @@ struct ctopic {
     struct ppart **pparts; /* producer partitions (partition_count entries), or NULL */
     int32_t sticky;        /* keyless records go here; -1 = pick one */
     int32_t sticky_prev;   /* the previous sticky partition: the next pick avoids it */
+    int64_t first_used_ms;        /* when the client first referred to it (topic.metadata.propagation.max.ms) */
     struct precord *pending;      /* producer records waiting for metadata */
     struct precord *pending_tail;
 };
@@ -208,6 +211,10 @@ struct ctopic *ferry_topic_get(struct ferry_client *cl, const char *name, bool c
 int32_t ferry_topic_leader(const struct ctopic *t, int32_t partition); /* -1 unknown */
 /* Asks for a metadata refresh at the next opportunity. */
 void ferry_metadata_refresh(struct ferry_client *cl, const char *why);
+/* Once per producer pass: whether a partition with queued records has no reachable leader (none
+ * known, or its broker is down in its reconnect backoff). While so, metadata is refreshed every
+ * retry.backoff.ms, doubling up to retry.backoff.max.ms; a pass without one resets that. */
+void ferry_metadata_leaderless(struct ferry_client *cl, bool any);
 /* Sends a metadata request when one is due. */
 void ferry_metadata_service(struct ferry_client *cl, int64_t now);
 /*
@@ -427,6 +434,11 @@ struct ferry_client {
     bool md_needed;
     int64_t md_last_ms;
     int64_t md_retry_at_ms;
+    /* metadata.c: while a partition with records has no reachable leader, refreshes every
+     * md_backoff_ms (retry.backoff.ms doubling to retry.backoff.max.ms); 0 = not leaderless. */
+    int64_t md_backoff_ms;
+    bool md_leaderless;     /* the next refresh is for a leaderless partition */
+    bool md_req_leaderless; /* the refresh in flight is */
     struct op *ops; /* taken from ops_in, in progress */
     uint64_t io_asg_epoch;
     bool io_flushing; /* cl->flushing > 0 at the start of this pass */

@@ -56,6 +56,7 @@ struct ctopic *ferry_topic_get(struct ferry_client *cl, const char *name, bool c
         return NULL;
     }
     t->state = TOPIC_UNKNOWN;
+    t->first_used_ms = ferry_now_ms();
     t->sticky = -1;
     t->sticky_prev = -1;
     t->next = cl->topics;
@@ -129,6 +130,9 @@ static void cache_update(struct ferry_client *cl, const struct md_topic *mt)
     if (t == NULL)
         return;
     t->topic_err = mt->err;
+    if (mt->err == FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION && t->pending != NULL && t->state != TOPIC_KNOWN &&
+        ferry_now_ms() - t->first_used_ms < cl->s.topic_propagation_max_ms)
+        return; /* maybe just created and not on this broker yet: records wait, metadata is asked again */
     if (mt->err == FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION || mt->err == FERRY_ERR_INVALID_TOPIC) {
         t->state = TOPIC_NOT_EXIST;
     } else if (mt->err == FERRY_ERR_NONE) {
@@ -337,6 +341,17 @@ void ferry_metadata_pack_request(msgpack_packer *pk, const char *const *topics, 
 
 /* ---- background refresh ---- */
 
+void ferry_metadata_leaderless(struct ferry_client *cl, bool any)
+{
+    if (!any) {
+        cl->md_backoff_ms = 0;
+        cl->md_leaderless = false;
+        return;
+    }
+    cl->md_leaderless = true;
+    ferry_metadata_refresh(cl, "partition without a reachable leader");
+}
+
 static void on_metadata(struct ferry_client *cl, struct broker *b, int err, const char *errmsg,
                         const struct ferry_response_header *rh, void *arg)
 {
@@ -365,8 +380,16 @@ static void on_metadata(struct ferry_client *cl, struct broker *b, int err, cons
     } else {
         ferry_metadata_destroy(md);
         cl->md_last_ms = now;
-        cl->md_retry_at_ms = now + cl->s.retry_backoff_ms; /* throttles refresh requests */
+        int64_t wait = cl->s.retry_backoff_ms; /* throttles refresh requests */
+        if (cl->md_req_leaderless) {
+            /* Still leaderless after this one (the producer says so again): wait longer each time. */
+            int64_t cap = cl->s.retry_backoff_max_ms > wait ? cl->s.retry_backoff_max_ms : wait;
+            wait = cl->md_backoff_ms == 0 ? wait : cl->md_backoff_ms * 2 > cap ? cap : cl->md_backoff_ms * 2;
+            cl->md_backoff_ms = wait;
+        }
+        cl->md_retry_at_ms = now + wait;
     }
+    cl->md_req_leaderless = false;
     ferry_kick(cl);
 }
 
@@ -403,6 +426,8 @@ void ferry_metadata_service(struct ferry_client *cl, int64_t now)
     if (ferry_request_send(cl, b, &sb, corr, FERRY_API_METADATA, 0, on_metadata, NULL) == 0) {
         cl->md_inflight = true;
         cl->md_needed = false;
+        cl->md_req_leaderless = cl->md_leaderless;
+        cl->md_leaderless = false;
     } else {
         cl->md_retry_at_ms = now + cl->s.retry_backoff_ms;
     }

@@ -628,6 +628,7 @@ static void on_produce(struct ferry_client *cl, struct broker *br, int err, cons
         const char *pmsg = "no result for this partition in the produce response";
         char msgbuf[FERRY_MAX_ERROR_MESSAGE + 1];
         int64_t base = -1;
+        int64_t leader_hint = -1;
         for (uint32_t ti = 0; !rd.err && topics && ti < topics->size; ti++) {
             const msgpack_object *tm = ferry_mp_elem_map(&rd, topics, ti, "topics");
             size_t nl;
@@ -642,6 +643,7 @@ static void on_produce(struct ferry_client *cl, struct broker *br, int err, cons
                     continue;
                 perr = (int)ferry_mp_int(&rd, pm, "error", 0, 0);
                 base = ferry_mp_int(&rd, pm, "base_offset", -1, 0);
+                leader_hint = ferry_mp_int(&rd, pm, "leader_id", -1, 0);
                 size_t ml;
                 const char *m = ferry_mp_str(&rd, pm, "error_message", &ml, 0);
                 if (m != NULL) {
@@ -660,7 +662,18 @@ static void on_produce(struct ferry_client *cl, struct broker *br, int err, cons
             perr = FERRY_ERR__BAD_RESPONSE;
             pmsg = "produce response without base_offset";
         }
-        handle_batch_result(cl, b, base, perr, pmsg);
+        /* NOT_LEADER naming another known broker: the retry goes there at once, without waiting for
+         * metadata or the retry backoff (order is kept: it is requeued at its place, held until
+         * the batches after it answered). */
+        struct ppart *pp = b->pp;
+        bool redirect = perr == FERRY_ERR_NOT_LEADER && leader_hint >= 0 && leader_hint <= INT32_MAX &&
+                        leader_hint != br->id && pp->id < pp->topic->partition_count &&
+                        ferry_broker_by_id(cl, (int32_t)leader_hint) != NULL;
+        if (redirect)
+            pp->topic->leaders[pp->id] = (int32_t)leader_hint;
+        handle_batch_result(cl, b, base, perr, pmsg); /* may free b */
+        if (redirect)
+            pp->retry_at_ms = 0;
     }
     free(rq);
     ferry_kick(cl);
@@ -923,6 +936,12 @@ static void expire(struct ferry_client *cl, struct ctopic *t, int64_t now)
         if (now - r->enqueued_ms >= limit) {
             *rp = r->next;
             char msg[640];
+            if (t->topic_err == FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION) { /* metadata kept saying so */
+                snprintf(msg, sizeof msg, "topic %s does not exist (delivery.timeout.ms expired waiting for it)",
+                         t->name);
+                fail_precord(cl, r, FERRY_ERR_UNKNOWN_TOPIC_OR_PARTITION, msg);
+                continue;
+            }
             snprintf(msg, sizeof msg, "delivery.timeout.ms expired waiting for metadata of topic %s%s%s", t->name,
                      cl->last_error[0] ? "; last connection error: " : "", cl->last_error);
             fail_precord(cl, r, FERRY_ERR__TIMED_OUT, msg);
@@ -996,7 +1015,7 @@ void ferry_producer_service(struct ferry_client *cl, int64_t now)
         expire(cl, t, now);
 
     /* Send what is ready; want connections to leaders that have data. */
-    bool have_data = false;
+    bool have_data = false, leaderless = false;
     for (struct ctopic *t = cl->topics; t; t = t->next) {
         for (int32_t p = 0; t->pparts && p < t->partition_count; p++) {
             struct ppart *pp = t->pparts[p];
@@ -1006,12 +1025,15 @@ void ferry_producer_service(struct ferry_client *cl, int64_t now)
                 continue;
             have_data = true;
             struct broker *b = t->leaders[p] >= 0 ? ferry_broker_by_id(cl, t->leaders[p]) : NULL;
-            if (b == NULL)
-                ferry_metadata_refresh(cl, "partition without a leader");
-            else
+            if (b != NULL)
                 ferry_broker_want(cl, b);
+            /* No leader, or one we cannot reach before its reconnect backoff ends (it may be dead
+             * and the partition led elsewhere by now): ask for metadata instead of waiting. */
+            if (b == NULL || (b->state == BROKER_DOWN && now < b->next_attempt_ms))
+                leaderless = true;
         }
     }
+    ferry_metadata_leaderless(cl, leaderless);
     if (cl->s.idempotence && have_data && !cl->stopping)
         pid_service(cl, now);
     for (struct broker *b = cl->brokers; b; b = b->next) {

@@ -6,8 +6,8 @@
  * named by $FERRY_SYNC_SHIM_LOG (one O_APPEND write per line, so lines from the loop thread and the
  * thread pool never interleave, and every line survives a SIGKILL). After killing the broker the
  * test truncates each .log back towards its last synced size, as a power cut would.
- * $FERRY_SYNC_SHIM_DELAY_MS (optional) delays every fsync/fdatasync, widening the window in which
- * appended data is not yet durable.
+ * $FERRY_SYNC_SHIM_DELAY_MS (optional) delays every fsync/fdatasync of a .log file, widening the
+ * window in which appended data is not yet durable.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -22,9 +22,16 @@
 int fsync(int fd);
 int fdatasync(int fd);
 
-static void shim_delay(void)
+static int shim_is_log(int fd, char *path, size_t path_len);
+
+/* Slows the fsync of a .log file only: the window that matters is the segment data's; metadata
+ * fsyncs (directories, topic files) stay fast so requests around them do not time out. */
+static void shim_delay(int fd)
 {
+    char path[4096];
     const char *d = getenv("FERRY_SYNC_SHIM_DELAY_MS");
+    if (d == NULL || !shim_is_log(fd, path, sizeof path))
+        return;
     long ms = d != NULL ? strtol(d, NULL, 10) : 0;
     if (ms > 0) {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -33,19 +40,24 @@ static void shim_delay(void)
     }
 }
 
+/* 1 if fd is a ".log" file (its path in path). */
+static int shim_is_log(int fd, char *path, size_t path_len)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, path_len - 1);
+    if (n <= 4)
+        return 0;
+    path[n] = '\0';
+    return strcmp(path + n - 4, ".log") == 0;
+}
+
 static void shim_record(int fd)
 {
     const char *out = getenv("FERRY_SYNC_SHIM_LOG");
-    char link[64], path[4096], line[4200];
+    char path[4096], line[4200];
     struct stat st;
-    if (out == NULL)
-        return;
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 1);
-    if (n <= 4)
-        return;
-    path[n] = '\0';
-    if (strcmp(path + n - 4, ".log") != 0 || fstat(fd, &st) != 0)
+    if (out == NULL || !shim_is_log(fd, path, sizeof path) || fstat(fd, &st) != 0)
         return;
     int len = snprintf(line, sizeof line, "%lld %s\n", (long long)st.st_size, path);
     int o = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -61,7 +73,7 @@ int fsync(int fd)
     static int (*real)(int);
     if (real == NULL)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    shim_delay();
+    shim_delay(fd);
     int rc = real(fd);
     if (rc == 0)
         shim_record(fd);
@@ -73,7 +85,7 @@ int fdatasync(int fd)
     static int (*real)(int);
     if (real == NULL)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    shim_delay();
+    shim_delay(fd);
     int rc = real(fd);
     if (rc == 0)
         shim_record(fd);
