@@ -87,7 +87,9 @@ struct fr_node_config {
     /* Node-level liveness: a ping per peer link every heartbeat_ms / 2; a link from which nothing
      * arrived for link_timeout_ms is "silent" and every group with that peer wakes. Set them to the
      * groups' heartbeat and election timeouts. 0 = 100 and 1000. A group quiesces only if its own
-     * election timeout is at least 2 x heartbeat_ms. */
+     * election timeout is at least 2 x heartbeat_ms. When a link closes or turns silent, the groups
+     * followed here that the peer led elect a new leader at once, in one round, without waiting for
+     * their election timers (raft/failover.c; docs/replication.md, "Failover"). */
     unsigned heartbeat_ms;
     unsigned link_timeout_ms;
     /* Requests between brokers (raft/rpc.c; fr_node_request below). NULL: requests from peers

@@ -149,6 +149,7 @@ struct fr_node {
     bool quiesce;              /* this node quiesces idle groups and accepts quiet groups */
     struct fr_group *synth;    /* the group a local heartbeat is being fed to (its answer is dropped) */
     bool synth_rejected;       /* that heartbeat was rejected: the group wakes */
+    bool fo_due;               /* failover.c: a group's own round is due; run from the done idle */
 
     bool stopping;
     unsigned closing; /* handles, links and groups still closing during stop */
@@ -215,7 +216,13 @@ struct fr_group_fo {
     uint64_t term;     /* the term it was given up in */
     bool campaign;     /* first by rank: its pre-vote goes out at once */
     bool suppress;     /* another voter goes first: its pre-vote requests of that term are not sent */
-    uint64_t retry_ms; /* suppress: when (uv_now) to run its own pre-vote round if still no leader */
+    uint64_t retry_ms; /* when (uv_now) to run its own pre-vote round if still no leader (0 = never) */
+    int rank;          /* among the surviving voters (0 = first) */
+    uint64_t since_ms; /* when it first gave up on that leader */
+    uint64_t round_ms; /* when its last pre-vote round started (campaigning) */
+    /* When it last refused a pre-vote because it still had a leader, and in which term: giving up
+     * soon after, it campaigns whatever its rank (that candidate's round already failed). */
+    uint64_t refused_ms, refused_term;
 };
 
 struct fr_group {
@@ -265,6 +272,17 @@ struct fr_group {
     raft_time (*uv_time)(struct raft_io *io);
     uint64_t time_skew;
     struct fr_group_fo fo; /* failover.c; zeroed by calloc */
+    /* group.c: an InstallSnapshot that arrives while this replica takes a snapshot of its own waits
+     * until the take completes (libraft 0.22.1 dereferences NULL otherwise; docs/jepsen.md, finding 1).
+     * recv_cb above is then group.c's filter and lib_recv raft's own entry point. */
+    raft_io_recv_cb lib_recv;
+    int (*uv_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    raft_io_snapshot_put_cb take_cb; /* the library's callback of the take in flight */
+    void *take_data;                 /* its req->data, restored before that callback */
+    bool taking;                     /* a take's snapshot_put is in flight */
+    bool has_held;
+    struct raft_message held; /* owns the decoder's buffers while has_held */
 };
 
 /* wire.c */
@@ -347,7 +365,8 @@ void fr_fo_peer_lost(struct fr_node *n, uint64_t peer_id);
 void fr_fo_before_recv(struct fr_group *g, uint64_t from, const struct raft_message *msg);
 /* From fr_q_filter_send: true if msg must not leave (a standing-by replica's pre-vote request). */
 bool fr_fo_filter_send(struct fr_group *g, const struct raft_message *msg);
-/* Every node tick (quiesce.c's timer): retries and staggered fallbacks of groups failing over. */
+/* Every node tick (quiesce.c's timer), and on the loop iteration after a group's own round became due
+ * (node.c's send-callback idle, n->fo_due): retries and staggered fallbacks of groups failing over. */
 void fr_fo_tick(struct fr_node *n, uint64_t now);
 
 /* rpc.c: requests between brokers. */

@@ -9,12 +9,14 @@
 
 /*
  * Each group has its own raft_io from raft_uv_init (the on-disk log and snapshots under
- * data_dir/g<id>/), created with a transport that never listens or connects, and four of its
+ * data_dir/g<id>/), created with a transport that never listens or connects, and five of its
  * methods replaced:
- *   start  captures raft's receive callback (the node delivers this group's frames to it);
+ *   start  captures raft's receive callback (the node delivers this group's frames to io_recv,
+ *          which passes them on to it);
  *   send   encodes the message onto the node's connection to the destination (node.c);
  *   close  first fires every deferred send callback of the group, then closes raft_uv;
- *   time   raft_uv's clock plus the group's time_skew (failover.c moves it forward).
+ *   time   raft_uv's clock plus the group's time_skew (failover.c moves it forward);
+ *   snapshot_put  marks a snapshot take in flight (io_recv holds an InstallSnapshot meanwhile).
  * Entries are copied into raft_malloc'd memory on propose (raft frees them); the snapshot the
  * library stores is our 8-byte big-endian applied index followed by the fsm's bytes, so restore
  * can tell the fsm which index it restores (the legacy fsm API does not).
@@ -220,11 +222,86 @@ static void ticker_leave(struct fr_group *g)
 
 /* ---- raft_io methods we replace ---- */
 
+/*
+ * InstallSnapshot while a snapshot is being taken (docs/jepsen.md, finding 1). libraft 0.22.1
+ * (src/legacy.c) parks an InstallSnapshot that arrives while the replica's own snapshot_put is in
+ * flight as legacy.snapshot_pending, and takeSnapshotCb then resumes it with
+ *     r->legacy.snapshot_pending = NULL; persist = r->legacy.snapshot_pending;
+ *     legacyPersistSnapshotStart(persist);
+ * a NULL dereference (SIGSEGV on the loop thread). Both functions are static, so --wrap cannot
+ * reach them; instead the library never sees that state: io_recv holds such a message (the newest
+ * one; an older held one is freed) and hands it to Raft once the take completes, as a network delay
+ * would. A take is the only snapshot_put with trailing > 0 (group_init_raft sets it non-zero; the
+ * install's own put passes 0).
+ */
+static void held_drop(struct fr_group *g)
+{
+    if (!g->has_held)
+        return;
+    raft_free(g->held.install_snapshot.data.base);
+    raft_configuration_close(&g->held.install_snapshot.conf);
+    g->has_held = false;
+}
+
+/* The receive entry point node.c, quiesce.c and failover.c call (g->recv_cb). Takes ownership of msg's buffers. */
+static void io_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    if (msg->type == RAFT_INSTALL_SNAPSHOT && g->taking) {
+        held_drop(g);
+        g->held = *msg;
+        g->has_held = true;
+        return;
+    }
+    g->lib_recv(io, msg);
+}
+
+static void on_take_done(struct raft_io_snapshot_put *req, int status)
+{
+    struct fr_group *g = req->data;
+    assert(g->taking && g->take_cb != NULL);
+    req->data = g->take_data;
+    raft_io_snapshot_put_cb cb = g->take_cb;
+    g->taking = false;
+    g->take_cb = NULL;
+    cb(req, status); /* may free req */
+    if (!g->has_held || g->taking)
+        return; /* nothing held, or the library started another take: still held */
+    if (g->recv_cb == NULL || g->raft.legacy.snapshot_taking) {
+        held_drop(g); /* closing (or a take we did not see): the leader sends it again */
+        return;
+    }
+    struct raft_message m = g->held;
+    g->has_held = false;
+    g->lib_recv(&g->io, &m);
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct fr_group *g = container_of(io, struct fr_group, io);
+    if (trailing == 0)
+        return g->uv_snapshot_put(io, trailing, req, snapshot, cb); /* an InstallSnapshot's persist */
+    assert(!g->taking);
+    g->take_cb = cb;
+    g->take_data = req->data; /* raft_uv does not read req->data; the library's callback does */
+    req->data = g;
+    g->taking = true;
+    int rv = g->uv_snapshot_put(io, trailing, req, snapshot, on_take_done);
+    if (rv != 0) { /* the callback never runs */
+        req->data = g->take_data;
+        g->taking = false;
+        g->take_cb = NULL;
+    }
+    return rv;
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
     struct fr_group *g = container_of(io, struct fr_group, io);
     assert(msecs > 0 && !g->ticking);
-    g->recv_cb = recv;
+    g->lib_recv = recv;
+    g->recv_cb = io_recv;
     g->tick_cb = tick;
     int rv = ticker_join(g, msecs);
     if (rv != 0)
@@ -253,6 +330,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
     struct fr_group *g = container_of(io, struct fr_group, io);
     ticker_leave(g);
     g->recv_cb = NULL;
+    held_drop(g);
     fr_node_flush_sends(g->node, g);
     g->uv_close(io, cb);
 }
@@ -371,6 +449,8 @@ static int group_init_raft(struct fr_group *g, char *errmsg, size_t errmsg_len)
     g->uv_start = g->io.start;
     g->uv_close = g->io.close;
     g->uv_time = g->io.time;
+    g->uv_snapshot_put = g->io.snapshot_put;
+    g->io.snapshot_put = io_snapshot_put;
     g->io.time = io_time;
     g->io.start = io_start;
     g->io.send = io_send;

@@ -502,6 +502,10 @@ static void on_done_idle(uv_idle_t *h)
     for (unsigned i = 0; i < count; i++)
         d[i].cb(d[i].req, d[i].status);
     free(d);
+    if (n->fo_due) { /* failover.c: outside any Raft step, without waiting for the node tick */
+        n->fo_due = false;
+        fr_fo_tick(n, uv_now(n->loop));
+    }
     if (n->n_done == 0)
         uv_idle_stop(&n->done_idle);
 }

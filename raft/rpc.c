@@ -84,6 +84,9 @@ static bool rpc_dialing(const struct fr_node *n, uint64_t id)
 static void rpc_try_send(struct fr_node *n, struct fr_rpc_req *r)
 {
     assert(r->frame != NULL);
+    struct fr_peer *p = fr_node_find_peer(n, r->peer);
+    if (p != NULL && p->muted)
+        return; /* test hook (fr_node_test_mute_peer): cut off, requests included; they time out */
     struct fr_link *l = rpc_link(n, r->peer);
     if (l != NULL) {
         if (fr_link_send(l, r->frame, r->frame_len) == 0) {
@@ -92,7 +95,6 @@ static void rpc_try_send(struct fr_node *n, struct fr_rpc_req *r)
         }
         return;
     }
-    struct fr_peer *p = fr_node_find_peer(n, r->peer);
     if (p != NULL && p->port > 0 && !rpc_dialing(n, r->peer))
         (void)fr_node_dial_rpc(n, p); /* on failure the next sweep tries again */
 }

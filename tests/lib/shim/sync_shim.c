@@ -52,14 +52,24 @@ static int shim_is_log(int fd, char *path, size_t path_len)
     return strcmp(path + n - 4, ".log") == 0;
 }
 
-static void shim_record(int fd)
+/* The size of fd when it is a .log file, else -1: taken BEFORE the fsync, because bytes appended
+ * while it runs (another thread) are not covered by it. */
+static long long shim_size_before(int fd)
+{
+    char path[4096];
+    struct stat st;
+    if (getenv("FERRY_SYNC_SHIM_LOG") == NULL || !shim_is_log(fd, path, sizeof path) || fstat(fd, &st) != 0)
+        return -1;
+    return (long long)st.st_size;
+}
+
+static void shim_record(int fd, long long size)
 {
     const char *out = getenv("FERRY_SYNC_SHIM_LOG");
     char path[4096], line[4200];
-    struct stat st;
-    if (out == NULL || !shim_is_log(fd, path, sizeof path) || fstat(fd, &st) != 0)
+    if (out == NULL || size < 0 || !shim_is_log(fd, path, sizeof path))
         return;
-    int len = snprintf(line, sizeof line, "%lld %s\n", (long long)st.st_size, path);
+    int len = snprintf(line, sizeof line, "%lld %s\n", size, path);
     int o = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (o < 0)
         return;
@@ -73,10 +83,11 @@ int fsync(int fd)
     static int (*real)(int);
     if (real == NULL)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    long long size = shim_size_before(fd); /* the slow fsync below covers what was written before it */
     shim_delay(fd);
     int rc = real(fd);
     if (rc == 0)
-        shim_record(fd);
+        shim_record(fd, size);
     return rc;
 }
 
@@ -85,9 +96,10 @@ int fdatasync(int fd)
     static int (*real)(int);
     if (real == NULL)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    long long size = shim_size_before(fd); /* the slow fsync below covers what was written before it */
     shim_delay(fd);
     int rc = real(fd);
     if (rc == 0)
-        shim_record(fd);
+        shim_record(fd, size);
     return rc;
 }
