@@ -455,8 +455,17 @@ int ferryd_cluster_check_leader(const struct ferryd_cluster *c, struct ferryd_pa
                  "leader_id=-1", cp->c->self, cp->label);
         return FERRY_ERR_NOT_LEADER;
     }
-    if (fr_group_is_leader(cp->g))
-        return 0;
+    if (fr_group_is_leader(cp->g)) {
+        if (fr_group_applied_index(cp->g) >= cp->ready_index)
+            return 0;
+        /* A new leader's segments may still lack entries committed in earlier terms (applied behind
+         * the commit index): serving now would answer fetches at the old leader's high watermark
+         * with OFFSET_OUT_OF_RANGE. Ready once everything its log held at the election is applied. */
+        *leader_id = c->self;
+        snprintf(msg, msg_len, "broker %" PRId64 " just became the leader of %s and is applying its log; retry; "
+                 "leader_id=%" PRId64, c->self, cp->label, c->self);
+        return FERRY_ERR_NOT_LEADER;
+    }
     uint64_t l = fr_group_leader(cp->g, NULL);
     *leader_id = l == 0 ? -1 : (int64_t)l - 1;
     snprintf(msg, msg_len, "broker %" PRId64 " is not the leader of %s; leader_id=%" PRId64, cp->c->self, cp->label,

@@ -50,6 +50,7 @@ struct cl_part {
     int catching_up;
     int broken; /* a queued entry failed to apply: the group stops applying here */
     int is_leader; /* as last reported by on_role */
+    uint64_t ready_index; /* as leader: the last Raft index at its election; it serves once applied up to it */
     int64_t target;
     struct cl_catchup *cu; /* the fetch running, or NULL (the tick starts one) */
     struct cl_entry *qhead, *qtail;

@@ -348,6 +348,10 @@ static void part_on_role(void *data, int is_leader, uint64_t leader_id, uint64_t
     if (cp->is_leader == is_leader)
         return;
     cp->is_leader = is_leader;
+    /* A new leader serves once every entry its log held at the election is applied into its segments
+     * (those include everything an earlier leader could have acknowledged): ferryd_cluster_check_leader. */
+    if (is_leader)
+        cp->ready_index = fr_group_last_index(cp->g);
     if (cp->c->role_cb != NULL)
         cp->c->role_cb(cp->c->role_arg, cp->topic, cp->idx, is_leader);
 }
