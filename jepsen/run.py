@@ -10,11 +10,12 @@ One run (docs/jepsen.md tells the whole story):
   2. one ferryd per node namespace (TLS clients and mutual-TLS peers, fsync before ack), each under
      libfaketime (its wall clock is the nemesis's to move) and the fsync-recording shim (its un-synced
      segment bytes can be cut after a kill); the topic `jepsen` (--partitions, RF min(3, N));
-  3. J2's workload in the control namespace: jp_producer x --producers and jp_consumer x --consumers,
-     each writing its own history file;
+  3. J2's workload in the control namespace: jp_producer x --producers, jp_consumer x --consumers (assign
+     mode) and jp_consumer --group x --group-consumers (one group), each writing its own history file;
   4. the nemesis schedule (jepsen/nemesis/nemesis.py), seeded (the seed is printed first), every fault
      logged to nemesis.jsonl; then everything healed and every node running;
-  5. jp_final_read through the cluster, replicas given time to converge, brokers stopped (SIGTERM),
+  5. jp_final_read through the cluster, the group's committed offsets (jp_consumer --final-committed),
+     replicas given time to converge, brokers stopped (SIGTERM),
      jp_replica_dump of every node's data dir;
   6. the histories merged by "time" into history.jsonl, jepsen/checker/checker.py -> verdict.json/.txt,
      jepsen/report/report.py -> plots and index.html; the namespaces torn down.
@@ -43,6 +44,7 @@ STATE_FILE = os.path.join(STATE_DIR, "state.json")
 NETNS = os.path.join(ROOT, "jepsen", "testbed", "netns.sh")
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 TOPIC = "jepsen"
+GROUP = "jepsen-g"  # the group-mode consumers' group
 CLIENT_PORT = 9092
 PEER_PORT = 9093
 PROCESS_MARKERS = ("ferryd", "jp_", "nfq_delay", "ferryctl")
@@ -117,13 +119,27 @@ def cleanup_stale():
     except (FileNotFoundError, ValueError):
         return
     owner = st.get("owner")
-    if owner and owner != os.getpid() and os.path.exists("/proc/%d" % owner):
+    # Another run in progress (the testbed's addresses and names are fixed): wait for it, bounded.
+    waited = 0
+    while owner and owner != os.getpid() and os.path.exists("/proc/%d" % owner):
         try:
             with open("/proc/%d/cmdline" % owner, "rb") as f:
-                if b"run.py" in f.read():
-                    raise HarnessError("another jepsen run (pid %d) is in progress" % owner)
+                if b"run.py" not in f.read():
+                    break
         except OSError:
-            pass
+            break
+        if waited >= 1800:
+            raise HarnessError("another jepsen run (pid %d) is still in progress after %d s" % (owner, waited))
+        if waited % 60 == 0:
+            log("another jepsen run (pid %d) is in progress: waiting for it" % owner)
+        time.sleep(5)
+        waited += 5
+        try:
+            with open(STATE_FILE) as f:
+                st = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return
+        owner = st.get("owner")
     for pid_s, name in st.get("pids", {}).items():
         pid = int(pid_s)
         if ours(pid):
@@ -383,10 +399,16 @@ def registered(cluster):
 
 
 def all_led(cluster):
+    """The topic's description once every partition has a leader that answers (else None).
+
+    A leader that is only named is not enough: a broker that does not replicate a partition names its
+    first replica whatever Raft elected (docs/jepsen.md, finding 2), so the partition's own
+    watermarks, which ferryctl reads from the leader it was told, must have come back without error.
+    """
     t = cluster.describe()
     if not t or len(t.get("partitions", [])) != cluster.args.partitions:
         return None
-    if all(p.get("leader") is not None and p["leader"] >= 0 for p in t["partitions"]):
+    if all(p.get("leader") is not None and p["leader"] >= 0 and not p.get("error") for p in t["partitions"]):
         return t
     return None
 
@@ -470,7 +492,9 @@ def parse_args(argv):
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--producers", type=int, default=2)
     ap.add_argument("--rate", type=int, default=40, help="sends per second of each producer")
-    ap.add_argument("--consumers", type=int, default=1)
+    ap.add_argument("--consumers", type=int, default=1, help="assign-mode consumers")
+    ap.add_argument("--group-consumers", type=int, default=2,
+                    help="group-mode consumers, all in group " + GROUP + " (0: none)")
     ap.add_argument("--bug", choices=["ack-before-commit", "drop-entry", "no-dedupe"], default=None,
                     help="run build-bugs/ferryd with debug.bug=NAME (the suite must then report anomalies)")
     ap.add_argument("--snapshot-threshold", type=int, default=128)
@@ -531,6 +555,8 @@ def replay_command(a):
     if (a.partitions, a.producers, a.rate, a.consumers) != (4, 2, 40, 1):
         replay += " --partitions %d --producers %d --rate %d --consumers %d" % (a.partitions, a.producers, a.rate,
                                                                                 a.consumers)
+    if a.group_consumers != 2:
+        replay += " --group-consumers %d" % a.group_consumers
     if a.bug:
         replay += " --bug %s" % a.bug
     return 'make jepsen%s ARGS="%s"' % ("" if a.profile == "ci" else "-soak", replay)
@@ -579,6 +605,12 @@ def start_workload(a, cluster, workload_s):
         name = "c%d" % k
         clients[name] = start_client(cluster, name, client_argv(a, cluster, "jp_consumer", name,
                                                                 ["--duration", str(workload_s + 10)]))
+    # group members leave one after the other (4 s apart) after the last fault: each leave moves its
+    # partitions to the members still there, with commits before the hand-over
+    for k in range(1, a.group_consumers + 1):
+        name = "g%d" % k
+        clients[name] = start_client(cluster, name, client_argv(
+            a, cluster, "jp_consumer", name, ["--group", GROUP, "--duration", str(workload_s + 2 + 4 * k)]))
     for k in range(1, a.producers + 1):
         name = "p%d" % k
         clients[name] = start_client(cluster, name, client_argv(
@@ -613,6 +645,10 @@ def final_reads(a, cluster, nem, result):
     result["placement"] = {p["partition"]: p.get("replicas") for p in partitions if p.get("replicas")}
     fr = start_client(cluster, "final", client_argv(a, cluster, "jp_final_read", "final", ["--timeout", "90"]))
     result["final_read_status"] = wait_client(cluster, "final", fr, 150)
+    if a.group_consumers > 0:
+        fc = start_client(cluster, "committed", client_argv(
+            a, cluster, "jp_consumer", "committed", ["--group", GROUP, "--final-committed", "--duration", "60"]))
+        result["final_committed_status"] = wait_client(cluster, "committed", fc, 90)
     result["replicas_converged"] = wait_replicas(cluster, result["placement"], 30) if result["placement"] else None
     nem.check_crashes(restart=False)
     result["stop_status"] = cluster.stop_all()
@@ -668,6 +704,7 @@ def run(a):
     stop = {"flag": False}
     result = {"seed": a.seed, "replay": replay, "profile": a.profile, "nodes": a.nodes, "bug": a.bug,
               "schedule": schedule, "partitions": a.partitions, "producers": a.producers, "consumers": a.consumers,
+              "group_consumers": a.group_consumers,
               "rate": a.rate, "crashes": []}
 
     def on_signal(sig, frame):
@@ -679,8 +716,8 @@ def run(a):
     try:
         bring_up(a, cluster)
         clients = start_workload(a, cluster, workload_s)
-        log("workload: %d producer(s) at %d/s, %d consumer(s), %d s; %d fault windows"
-            % (a.producers, a.rate, a.consumers, workload_s, len(schedule)))
+        log("workload: %d producer(s) at %d/s, %d consumer(s), %d group consumer(s), %d s; %d fault windows"
+            % (a.producers, a.rate, a.consumers, a.group_consumers, workload_s, len(schedule)))
         nem = nemesis.Nemesis(cluster, a.seed, os.path.join(run_dir, "nemesis.jsonl"))
         t0 = time.monotonic()
         nem.run(schedule, t0, lambda: stop["flag"])
@@ -749,6 +786,12 @@ def summarize(run_dir, r):
           "reads, %s from replicas" % (r.get("history_ops", 0), sends.get("invoke", "?"), sends.get("ok", "?"),
                                        sends.get("fail", "?"), sends.get("info", "?"), reads.get("poll_records", "?"),
                                        reads.get("final_records", "?"), reads.get("replica_records", "?")))
+    for g, x in sorted((stats.get("groups") or {}).items()):
+        print("group %s: members %s; commits %s; %d assignment changes; %d records polled; final committed %s"
+              % (g, ",".join(x.get("members", [])), json.dumps(x.get("commits", {}), sort_keys=True),
+                 x.get("assign_events", 0), x.get("records_polled", 0),
+                 json.dumps(x.get("final_committed")) if x.get("final_committed") is not None
+                 else "not read (%s)" % x.get("final_committed_error", "no committed op")))
     for c in r.get("crashes") or []:
         print("BROKER CRASH: n%d exited by itself with status %s at %.1f s (during %s); see logs/ferryd-n%d.log"
               % (c["node"], c["status_text"], c["at_s"], c["during"] or "a healed window", c["node"]))

@@ -10,6 +10,7 @@ Every anomaly names its partition, the values and offsets involved, and "ops": t
 """
 
 import argparse
+import bisect
 import collections
 import json
 import os
@@ -27,6 +28,8 @@ KINDS = [
     "skip",
     "aborted-read",
     "commit-backwards",
+    "commit-beyond-end",
+    "group-skip",
     "phantom-read",
     "incomplete-final-read",
 ]
@@ -55,6 +58,14 @@ def _records(op, lineno, width):
     return recs
 
 
+def _offsets(op, lineno):
+    offs = op["offsets"]
+    if not isinstance(offs, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(isinstance(y, int) for y in x) for x in offs):
+        raise BadInput("line %d: offsets is not a list of [partition, offset]" % lineno)
+    return offs
+
+
 def load(lines):
     """Parses history lines into [(lineno, op)], sorted by time (stable). Raises BadInput."""
     ops = []
@@ -79,8 +90,11 @@ def load(lines):
         elif f in ("final-read", "replica-read"):
             _need(op, lineno, "partition", "records")
             _records(op, lineno, 2)
-        elif f == "commit":
+        elif f in ("commit", "reset") or (f == "committed" and op["type"] == "ok"):
             _need(op, lineno, "group", "offsets")
+            _offsets(op, lineno)
+        elif f == "committed":
+            _need(op, lineno, "group")
         ops.append((lineno, op))
     ops.sort(key=lambda x: x[1]["time"])
     return ops
@@ -89,6 +103,16 @@ def load(lines):
 def _ops(*lists):
     out = sorted(set(x for l in lists for x in l if x is not None))
     return out[:MAX_OPS]
+
+
+class Commit:
+    """A successful commit of one (group, partition), or a read of its committed offset ("committed" op).
+    invoke_t is the earliest it can have taken effect, done_t the latest."""
+    __slots__ = ("offset", "invoke_t", "done_t", "line", "invoke_line", "final")
+
+    def __init__(self, offset, invoke_t, done_t, line, invoke_line, final=False):
+        self.offset, self.invoke_t, self.done_t = offset, invoke_t, done_t
+        self.line, self.invoke_line, self.final = line, invoke_line, final
 
 
 class Send:
@@ -112,7 +136,12 @@ def check(ops, require_final=True, allow_replica_lag=False):
     final_ok = {}  # partition -> (line, op)
     final_other = collections.defaultdict(list)
     replicas = collections.defaultdict(list)  # partition -> [(line, op)]
-    commits = collections.defaultdict(list)  # (group, partition) -> [(offset, line)]
+    commits = collections.defaultdict(list)  # (group, partition) -> [Commit] (ok commits and final reads)
+    resets = collections.defaultdict(list)  # (group, partition) -> [time of an ok explicit reset]
+    pending_commit = {}  # process -> (time, line) of its commit invoke without an outcome yet
+    delivered = collections.defaultdict(set)  # (group, partition) -> values polled by its members
+    groups = collections.defaultdict(lambda: {"members": set(), "commits": collections.Counter(),
+                                              "assign_events": 0, "records_polled": 0, "final_committed": None})
     read_counts = collections.Counter()
     partitions = set()
 
@@ -144,11 +173,17 @@ def check(ops, require_final=True, allow_replica_lag=False):
             if t != "ok":
                 continue
             mode = op.get("mode", "assign")
+            g = op.get("group")
+            if mode == "group":
+                groups[g]["members"].add(op["process"])
+                groups[g]["records_polled"] += len(op["records"])
             for p, o, v in op["records"]:
                 observe(p, o, v, lineno, "poll by " + op["process"])
                 read_counts["poll_records"] += 1
                 if mode == "assign":
                     poll_seqs[(op["process"], p)].append((o, v, lineno))
+                else:
+                    delivered[(g, p)].add(v)
         elif f == "final-read":
             p = op["partition"]
             partitions.add(p)
@@ -171,9 +206,35 @@ def check(ops, require_final=True, allow_replica_lag=False):
             if op.get("torn_bytes"):
                 read_counts["torn_tails"] += 1
         elif f == "commit":
+            g = op["group"]
+            if t == "invoke":
+                pending_commit[op["process"]] = (op["time"], lineno)
+                continue
+            inv = pending_commit.pop(op["process"], None)
+            groups[g]["commits"][t] += 1
             if t == "ok":
+                # the earliest the commit can have been applied: its invoke, else "since" (a commit the
+                # library made on its own, logged when reported), else only its own line is known
+                invoke_t, invoke_line = (inv if inv is not None and "since" not in op
+                                         else (op.get("since", op["time"]), None))
                 for p, o in op["offsets"]:
-                    commits[(op["group"], p)].append((o, lineno))
+                    commits[(g, p)].append(Commit(o, invoke_t, op["time"], lineno, invoke_line))
+        elif f == "committed":
+            g = op["group"]
+            if t == "ok":
+                groups[g]["final_committed"] = {p: o for p, o in op["offsets"]}
+                for p, o in op["offsets"]:
+                    if o >= 0:
+                        commits[(g, p)].append(Commit(o, op["time"], op["time"], lineno, None, final=True))
+            else:
+                groups[g]["final_committed_error"] = op.get("error", "committed offsets not read")
+        elif f == "reset":
+            if t == "ok":
+                for p, _ in op["offsets"]:
+                    resets[(op["group"], p)].append(op["time"])
+        elif f == "assign":
+            groups[op.get("group")]["assign_events"] += 1
+            groups[op.get("group")]["members"].add(op["process"])
         else:
             stats["by_f_type"]["ignored"] += 1
 
@@ -280,15 +341,8 @@ def check(ops, require_final=True, allow_replica_lag=False):
                     "process": proc, "partition": p, "values": [a.value, b.value],
                     "offsets": [a.offset, b.offset], "ops": [a.invoke_line, b.invoke_line, a.line, b.line]})
 
-    # ---- commits ----
-    for (g, p), cs in sorted(commits.items(), key=lambda x: (str(x[0][0]), x[0][1])):
-        best = None
-        for o, line in cs:
-            if best is not None and o < best[0]:
-                anomalies["commit-backwards"].append({"group": g, "partition": p, "offsets": [best[0], o],
-                                                      "ops": [best[1], line]})
-            if best is None or o > best[0]:
-                best = (o, line)
+    # ---- commits (group mode) ----
+    _check_commits(anomalies, commits, resets, delivered, sends, reads, final_ok)
 
     # ---- final reads present and complete ----
     if require_final:
@@ -306,7 +360,81 @@ def check(ops, require_final=True, allow_replica_lag=False):
     stats["torn_tails"] = read_counts["torn_tails"]
     stats["partitions"] = len(partitions)
     stats["anomaly_counts"] = {k: len(v) for k, v in anomalies.items()}
+    stats["groups"] = {str(g): {"members": sorted(x["members"]), "commits": dict(sorted(x["commits"].items())),
+                                "assign_events": x["assign_events"], "records_polled": x["records_polled"],
+                                "final_committed": x["final_committed"],
+                                **({"final_committed_error": x["final_committed_error"]}
+                                   if "final_committed_error" in x else {})}
+                       for g, x in sorted(groups.items(), key=lambda kv: str(kv[0]))}
     return {"valid": not anomalies, "anomalies": anomalies, "stats": stats}
+
+
+def _check_commits(anomalies, commits, resets, delivered, sends, reads, final_ok):
+    """commit-backwards, commit-beyond-end and group-skip, per (group, partition)."""
+    # the furthest offset + 1 each partition ever had: acknowledged offsets and every read
+    readable = collections.defaultdict(int)
+    for s in sends.values():
+        if s.type == "ok" and isinstance(s.offset, int):
+            readable[s.partition] = max(readable[s.partition], s.offset + 1)
+    for (p, _), obs in reads.items():
+        readable[p] = max([readable[p]] + [o + 1 for o, _, _ in obs])
+    for (g, p), cs in sorted(commits.items(), key=lambda x: (str(x[0][0]), x[0][1])):
+        rs = sorted(resets.get((g, p), []))
+        # Backwards: b is below a commit a that had completed before b can have been applied (a.done_t <
+        # b.invoke_t) and after the last explicit reset before b. Concurrent commits are not ordered.
+        done = sorted((c for c in cs if not c.final), key=lambda c: c.done_t)
+        done_ts = [c.done_t for c in done]
+        best = []  # best[i]: the highest commit among done[0..i]
+        for c in done:
+            best.append(c if not best or c.offset > best[-1].offset else best[-1])
+        for b in cs:
+            k = bisect.bisect_left(done_ts, b.invoke_t)  # done[0..k) completed before b's invoke
+            since_reset = max([r for r in rs if r < b.invoke_t], default=None)
+            if since_reset is None:
+                a = best[k - 1] if k > 0 else None
+            else:
+                a = max((c for c in done[:k] if c.invoke_t > since_reset), key=lambda c: c.offset, default=None)
+            if a is not None and b.offset < a.offset:
+                anomalies["commit-backwards"].append({
+                    "group": g, "partition": p, "offsets": [a.offset, b.offset], "final_read": b.final,
+                    "ops": _ops([a.invoke_line, a.line, b.invoke_line, b.line])})
+        # Beyond the end: a committed offset past every record the partition ever had, or past the log's end
+        # as the complete final read found it.
+        hw = final_ok[p][1].get("high_watermark") if p in final_ok else None
+        for c in cs:
+            why = None
+            if c.offset > readable[p]:
+                why = {"reason": "never-readable", "bound": readable[p]}
+            elif isinstance(hw, int) and c.offset > hw:
+                why = {"reason": "past-log-end", "bound": hw}
+            if why:
+                anomalies["commit-beyond-end"].append(dict(
+                    {"group": g, "partition": p, "offset": c.offset, "final_read": c.final,
+                     "ops": _ops([c.invoke_line, c.line])}, **why))
+        # At least once: every acknowledged record (and every record of the complete final read) below the
+        # group's committed offset was polled by some member of the group.
+        top = max(cs, key=lambda c: c.offset)
+        got = delivered.get((g, p), set())
+        below = {}
+        for s in sends.values():
+            if s.partition != p or s.type != "ok":
+                continue
+            seen = reads.get((p, s.value))
+            if not seen:
+                continue  # read nowhere: reported as lost
+            pos = s.offset if isinstance(s.offset, int) else min(o for o, _, _ in seen)
+            if pos < top.offset:
+                below[s.value] = (pos, s.line)
+        if p in final_ok:
+            for o, v in final_ok[p][1]["records"]:
+                if o < top.offset and v not in below:
+                    below[v] = (o, final_ok[p][0])
+        missing = sorted((o, v, line) for v, (o, line) in below.items() if v not in got)
+        if missing:
+            anomalies["group-skip"].append({
+                "group": g, "partition": p, "committed": top.offset, "count": len(missing),
+                "offsets": [o for o, _, _ in missing][:MAX_LIST], "values": [v for _, v, _ in missing][:MAX_LIST],
+                "ops": _ops([top.line], [l for _, _, l in missing])})
 
 
 def _check_replicas(anomalies, sends, reads, replicas, final_ok, allow_replica_lag):
@@ -386,6 +514,12 @@ def render_text(verdict, max_per_kind=10):
     lp = st.get("lost_by_phase", {})
     out.append("lost by phase: start %d, middle %d, end %d" % (lp.get("start", 0), lp.get("middle", 0),
                                                                lp.get("end", 0)))
+    for g, x in st.get("groups", {}).items():
+        fc = x.get("final_committed")
+        out.append("group %s: members %s; commits %s; %d assignment changes; %d records polled; final committed %s"
+                   % (g, ",".join(x["members"]), json.dumps(x["commits"], sort_keys=True), x["assign_events"],
+                      x["records_polled"], json.dumps(fc, sort_keys=True) if fc is not None
+                      else "not read (%s)" % x.get("final_committed_error", "no committed op")))
     out.append("")
     for kind in KINDS:
         items = verdict["anomalies"].get(kind)

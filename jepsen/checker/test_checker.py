@@ -56,8 +56,25 @@ class History:
         return self.add(process="final", type="ok", f="replica-read", source="n%d" % node, node_id=node,
                         partition=part, records=records, **extra)
 
-    def commit(self, group, offsets, typ="ok"):
-        return self.add(process="c1", type=typ, f="commit", group=group, offsets=offsets)
+    def gpoll(self, proc, group, records):
+        return self.add(process=proc, type="ok", f="poll", mode="group", group=group, records=records)
+
+    def commit(self, group, offsets, typ="ok", proc="g1", invoke=True, error=None, **extra):
+        """A group member's commit: invoke + outcome (invoke=False: the outcome line only, as a commit the
+        library made on its own); returns (invoke line or None, outcome line)."""
+        a = self.add(process=proc, type="invoke", f="commit", group=group, kind="periodic",
+                     offsets=offsets) if invoke else None
+        if typ != "ok":
+            extra["error"] = error or "OFFSET_BEHIND_COMMITTED: below the committed offset"
+        return a, self.add(process=proc, type=typ, f="commit", group=group, kind="periodic" if invoke else "auto",
+                           offsets=offsets, **extra)
+
+    def committed(self, group, offsets, typ="ok"):
+        return self.add(process="final", type=typ, f="committed", group=group, offsets=offsets)
+
+    def assign(self, proc, group, event, parts, assignment):
+        return self.add(process=proc, type="ok", f="assign", mode="group", group=group, event=event,
+                        partitions=parts, assignment=assignment)
 
     def check(self, **kw):
         return checker.check(checker.load(self.lines), **kw)
@@ -80,6 +97,35 @@ def clean_history(n=6, finals=True, replicas=True):
         for node in range(3):
             h.replica(node, 0, recs)
     return h, recs
+
+
+def clean_group_history():
+    """clean_history's six records on partition 0 plus four on partition 1 (p2-1..p2-4), read by group G:
+    g1 owns both, hands partition 1 over to g2 at a rebalance (its library commits before the hand-over),
+    both commit as they go, the final read of the committed offsets: 6 and 4."""
+    h, recs = clean_history(finals=False, replicas=False)
+    recs1 = []
+    for i in range(4):
+        v = "p2-%d" % (i + 1)
+        h.send("p2", 1, v, i)
+        recs1.append([i, v])
+    h.assign("g1", "G", "assigned", [0, 1], [0, 1])
+    h.gpoll("g1", "G", [[0, 0, "p1-1"], [0, 1, "p1-2"], [1, 0, "p2-1"]])
+    h.commit("G", [[0, 2], [1, 1]])
+    t = h.t
+    h.assign("g1", "G", "revoking", [1], [0])
+    h.gpoll("g1", "G", [[0, 2, "p1-3"], [0, 3, "p1-4"], [1, 1, "p2-2"]])  # polled before the revocation
+    h.commit("G", [[1, 2]], invoke=False, since=t)  # libferry's commit before acknowledging it
+    h.assign("g2", "G", "assigned", [1], [1])
+    h.gpoll("g2", "G", [[1, 2, "p2-3"], [1, 3, "p2-4"]])
+    h.gpoll("g1", "G", [[0, 4, "p1-5"], [0, 5, "p1-6"]])
+    h.commit("G", [[0, 6]])
+    h.commit("G", [[1, 4]], proc="g2")
+    h.commit("G", [[1, 3]], typ="fail", proc="g2")  # refused: a failed commit never counts
+    h.final(0, recs)
+    h.final(1, recs1)
+    h.committed("G", [[0, 6], [1, 4]])
+    return h
 
 
 class CheckerTest(unittest.TestCase):
@@ -242,14 +288,113 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(ab, [{"partition": 0, "value": "p1-7", "error": "CORRUPT_BATCH: bad crc",
                                "process": "p1", "read_offsets": [6], "ops": [a, f, fl]}])
 
+    def test_clean_group_history_is_valid(self):
+        h = clean_group_history()
+        v = h.check()
+        self.assertTrue(v["valid"], json.dumps(v["anomalies"], indent=1))
+        g = v["stats"]["groups"]["G"]
+        self.assertEqual(g["members"], ["g1", "g2"])
+        self.assertEqual(g["commits"], {"fail": 1, "ok": 4})
+        self.assertEqual((g["assign_events"], g["records_polled"], g["final_committed"]), (3, 10, {0: 6, 1: 4}))
+
     def test_commit_backwards(self):
-        h, _ = clean_history()
-        c1 = h.commit("g1", [[0, 4]])
-        h.commit("g1", [[0, 2]], typ="fail")  # a failed commit does not count
-        c3 = h.commit("g1", [[0, 3]])
-        h.commit("g2", [[0, 1]])  # other groups are independent
+        h = clean_group_history()
+        a, c1 = h.commit("H", [[0, 4]], proc="g3")
+        b, c3 = h.commit("H", [[0, 3]], proc="g3")
+        h.gpoll("g3", "H", [[0, 0, "p1-1"], [0, 1, "p1-2"], [0, 2, "p1-3"], [0, 3, "p1-4"]])  # group H read them
         cb = self.assertOnly(h.check(), "commit-backwards")
-        self.assertEqual(cb, [{"group": "g1", "partition": 0, "offsets": [4, 3], "ops": [c1, c3]}])
+        self.assertEqual(cb, [{"group": "H", "partition": 0, "offsets": [4, 3], "final_read": False,
+                               "ops": [a, c1, b, c3]}])
+        # an explicit reset between the two explains it
+        h.lines.insert(b - 1, json.dumps({"time": json.loads(h.lines[b - 1])["time"] - 0.001, "process": "admin",
+                                          "type": "ok", "f": "reset", "group": "H", "offsets": [[0, 0]]}))
+        self.assertTrue(h.check()["valid"])
+
+    def test_concurrent_commits_are_not_ordered(self):
+        h = clean_group_history()
+        h.gpoll("k1", "K", [[0, i, "p1-%d" % (i + 1)] for i in range(6)])
+        # k1's commit of 5 completes after k2's commit of 4 was invoked: either may have been applied first
+        a = h.add(process="k1", type="invoke", f="commit", group="K", kind="periodic", offsets=[[0, 5]])
+        h.add(process="k2", type="invoke", f="commit", group="K", kind="periodic", offsets=[[0, 4]])
+        b = h.add(process="k1", type="ok", f="commit", group="K", kind="periodic", offsets=[[0, 5]])
+        h.add(process="k2", type="ok", f="commit", group="K", kind="periodic", offsets=[[0, 4]])
+        self.assertTrue(h.check()["valid"])
+        # ... but a commit invoked after the other's ok is ordered after it
+        c, d = h.commit("K", [[0, 3]], proc="k2")
+        cb = self.assertOnly(h.check(), "commit-backwards")
+        self.assertEqual(cb, [{"group": "K", "partition": 0, "offsets": [5, 3], "final_read": False,
+                               "ops": [a, b, c, d]}])
+        # a commit the library reported without an invoke is ordered from its "since"
+        h2 = clean_group_history()
+        h2.gpoll("k1", "K", [[0, i, "p1-%d" % (i + 1)] for i in range(6)])
+        t = h2.t
+        h2.commit("K", [[0, 5]], proc="k1")
+        h2.commit("K", [[0, 4]], proc="k2", invoke=False, since=t)  # may have been sent before k1's commit
+        self.assertTrue(h2.check()["valid"])
+        h2.commit("K", [[0, 4]], proc="k2", invoke=False, since=h2.t)
+        self.assertEqual([x["offsets"] for x in self.assertOnly(h2.check(), "commit-backwards")], [[5, 4]])
+
+    def test_commit_backwards_in_the_final_committed_read(self):
+        h = clean_group_history()
+        fc = h.committed("G", [[0, 5], [1, 4]])  # the cluster forgot the commit of 6
+        cb = self.assertOnly(h.check(), "commit-backwards")
+        self.assertEqual([(x["offsets"], x["final_read"], fc in x["ops"]) for x in cb], [([6, 5], True, True)])
+
+    def test_commit_beyond_end(self):
+        h = clean_group_history()
+        _, c = h.commit("G", [[0, 9]])  # only offsets 0..5 ever existed
+        be = self.assertOnly(h.check(), "commit-beyond-end")
+        self.assertEqual([(x["offset"], x["reason"], x["bound"], x["ops"][-1]) for x in be],
+                         [(9, "never-readable", 6, c)])
+        # readable once (a member polled offsets up to 5 and committed 6), but the log after healing ends at 4
+        h2 = History()
+        for i in range(6):
+            h2.send("p1", 0, "p1-%d" % (i + 1), None)
+        h2.gpoll("g1", "G", [[0, i, "p1-%d" % (i + 1)] for i in range(6)])
+        h2.commit("G", [[0, 6]])
+        h2.final(0, [[i, "p1-%d" % (i + 1)] for i in range(4)])
+        v = h2.check()
+        self.assertEqual(self.kinds(v), {"commit-beyond-end", "unseen"})
+        self.assertEqual([(x["reason"], x["bound"]) for x in v["anomalies"]["commit-beyond-end"]],
+                         [("past-log-end", 4)])
+
+    def test_group_skip(self):
+        h, recs = clean_history(finals=False, replicas=False)
+        h.send("p1", 0, "p1-7", None, outcome="info")  # stored after all: in the final read
+        h.gpoll("g1", "G", [[0, 0, "p1-1"], [0, 1, "p1-2"]])
+        h.gpoll("g1", "G", [[0, 4, "p1-5"]])  # nobody in G polled offsets 2, 3 and 6
+        _, c = h.commit("G", [[0, 7]])
+        fl = h.final(0, recs + [[6, "p1-7"]])
+        h.committed("G", [[0, 7]])
+        gs = self.assertOnly(h.check(), "group-skip")
+        self.assertEqual([(x["offsets"], x["values"], x["committed"], x["count"]) for x in gs],
+                         [([2, 3, 5, 6], ["p1-3", "p1-4", "p1-6", "p1-7"], 7, 4)])
+        self.assertIn(fl, gs[0]["ops"])
+        # records at or past the committed offset need not have been delivered yet; other groups' polls
+        # and assign-mode polls do not count
+        h2, recs2 = clean_history(finals=False, replicas=False)
+        h2.gpoll("g1", "G", [[0, 0, "p1-1"], [0, 1, "p1-2"]])
+        h2.gpoll("x1", "X", [[0, 2, "p1-3"]])
+        h2.commit("G", [[0, 2]])
+        h2.final(0, recs2)
+        self.assertTrue(h2.check()["valid"])
+        h2.commit("G", [[0, 3]])
+        gs = self.assertOnly(h2.check(), "group-skip")
+        self.assertEqual(gs[0]["offsets"], [2])
+
+    def test_bad_commit_lines(self):
+        for line, why in [
+            ('{"time":1,"process":"g1","type":"ok","f":"commit","group":"G"}', "offsets"),
+            ('{"time":1,"process":"g1","type":"ok","f":"commit","group":"G","offsets":[[0]]}', "partition, offset"),
+            ('{"time":1,"process":"final","type":"ok","f":"committed","group":"G","offsets":{"0":1}}', "offsets"),
+        ]:
+            with self.assertRaises(checker.BadInput) as cm:
+                checker.check(checker.load([line]))
+            self.assertIn(why, str(cm.exception))
+        # an unread committed read is recorded, not an error
+        v = checker.check(checker.load(['{"time":1,"process":"final","type":"info","f":"committed","group":"G",'
+                                        '"offsets":[],"error":"_TIMED_OUT: local timeout"}']))
+        self.assertEqual(v["stats"]["groups"]["G"]["final_committed_error"], "_TIMED_OUT: local timeout")
 
     def test_phantom_read(self):
         h, recs = clean_history(finals=False, replicas=False)
